@@ -1,0 +1,127 @@
+"""Operations commands: doctor, models, web, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
+from appliance.db import open_database
+from appliance.doctor import (
+    Check,
+    check_database,
+    check_disk,
+    check_gpu,
+    check_keys,
+    check_models,
+)
+from appliance.modelfiles.install import install_models
+from appliance.modelfiles.manifest import models_for_profile
+from appliance.pgserver import DatabaseUnavailable
+
+PROFILES = ("demo", "clinic")
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="Check model sizes only; skip re-hashing them.")
+@data_dir_option
+@json_option
+@one_line_errors
+def doctor(quick: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Check database, migrations, models (sha256), keys, free disk and GPU."""
+    settings = settings_for(data_dir)
+    checks: list[Check] = []
+    if settings.marker_path.is_file():
+        checks.append(Check("data dir", "ok", str(settings.data_dir)))
+        try:
+            with open_database(settings) as database:
+                checks += check_database(database)
+        except DatabaseUnavailable as exc:
+            checks.append(Check("database", "fail", str(exc)))
+        checks += check_keys(settings)
+    else:
+        checks.append(
+            Check("data dir", "fail", f"{settings.data_dir} is not initialised; run appliance init")
+        )
+    checks += check_models(settings, full=not quick)
+    checks += [check_disk(settings.data_dir), check_gpu()]
+    failed = [c for c in checks if c.status == "fail"]
+    emit(
+        {"ok": not failed, "checks": [c.as_dict() for c in checks]},
+        as_json,
+        "\n".join(f"{c.status.upper():<4}  {c.name:<32} {c.detail}" for c in checks),
+    )
+    if failed:
+        raise SystemExit(1)
+
+
+@main.group()
+def models() -> None:
+    """Model files (see models/manifest.toml)."""
+
+
+@models.command("install")
+@click.option("--profile", type=click.Choice(PROFILES), required=True)
+@data_dir_option
+@json_option
+@one_line_errors
+def models_install(profile: str, data_dir: Path | None, as_json: bool) -> None:
+    """Copy or assemble the profile's model files into models/ and verify their sha256."""
+    if profile == "clinic":
+        raise click.ClickException(
+            "the clinic profile installs from an offline bundle, which this version cannot "
+            "build yet (deployment issue); install the demo profile or copy the weights by hand"
+        )
+    settings = settings_for(data_dir)
+    target = settings.resolved_models_dir
+    results = install_models(models_for_profile(profile), target)
+    emit(
+        {
+            "profile": profile,
+            "models_dir": str(target),
+            "models": [
+                {"name": r.name, "role": r.role, "status": r.status, "files": dict(r.files)}
+                for r in results
+            ],
+        },
+        as_json,
+        "\n".join(f"{r.status.upper():<4}  {r.name:<28} {r.role}" for r in results)
+        + f"\nInstalled into {target}",
+    )
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default from config).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+@data_dir_option
+@one_line_errors
+def web(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Serve the console, portal and JSON API."""
+    import uvicorn
+
+    from appliance.app import create_app
+    from appliance.instance import require_initialised
+    from appliance.logs import configure_logging
+
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    configure_logging(settings.logging.level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.web.host,
+        port=port or settings.web.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@main.command()
+@data_dir_option
+@one_line_errors
+def demo(data_dir: Path | None) -> None:
+    """Run the end-to-end demo as far as this build goes, and say plainly what it did."""
+    from appliance.demo import run_demo
+
+    run_demo(settings_for(data_dir), click.echo)

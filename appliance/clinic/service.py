@@ -1,0 +1,140 @@
+"""Clinic domain services: plain functions taking a DB session. The caller owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from appliance.clinic.models import Clinic, Patient, Role, TherapistAssignment, User
+from appliance.clinic.passwords import hash_password
+from appliance.clinic.schemas import (
+    ClinicPublic,
+    PatientCreate,
+    PatientPublic,
+    UserCreate,
+    UserPublic,
+)
+from appliance.crypto.envelope import FieldContext, Kek, decrypt_field, encrypt_field
+from appliance.crypto.service import create_data_key, data_key
+from appliance.errors import Conflict, Invalid, NotFound
+
+
+def ensure_clinic(session: Session, name: str, timezone: str) -> ClinicPublic:
+    """The appliance's clinic row, created on first use. Later settings do not rename it."""
+    clinic = session.exec(select(Clinic).order_by(col(Clinic.created_at)).limit(1)).first()
+    if clinic is None:
+        clinic = Clinic(name=name, timezone=timezone)
+        session.add(clinic)
+        session.flush()
+    return ClinicPublic.model_validate(clinic, from_attributes=True)
+
+
+def get_clinic(session: Session) -> ClinicPublic:
+    clinic = session.exec(select(Clinic).order_by(col(Clinic.created_at)).limit(1)).first()
+    if clinic is None:
+        raise NotFound("the appliance has no clinic yet; run appliance init")
+    return ClinicPublic.model_validate(clinic, from_attributes=True)
+
+
+def add_user(session: Session, data: UserCreate) -> UserPublic:
+    clinic = get_clinic(session)
+    if session.exec(select(User.id).where(User.email == data.email)).first() is not None:
+        raise Conflict("a user with this e-mail address already exists")
+    user = User(
+        clinic_id=clinic.id,
+        email=data.email,
+        name=data.name,
+        role=data.role.value,
+        password_hash=hash_password(data.password) if data.password else None,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent insert won the race for the unique e-mail
+        session.rollback()
+        raise Conflict("a user with this e-mail address already exists") from None
+    return _user_public(user)
+
+
+def list_users(session: Session, role: Role | None = None) -> list[UserPublic]:
+    query = select(User).order_by(col(User.created_at))
+    if role is not None:
+        query = query.where(User.role == role.value)
+    return [_user_public(user) for user in session.exec(query)]
+
+
+def get_user_by_email(session: Session, email: str) -> UserPublic:
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise NotFound("no user with this e-mail address")
+    return _user_public(user)
+
+
+def add_patient(session: Session, kek: Kek, data: PatientCreate) -> PatientPublic:
+    """Create a patient with encrypted identity fields and assign their therapist."""
+    clinic = get_clinic(session)
+    therapist = session.exec(select(User).where(User.email == data.therapist_email)).first()
+    if therapist is None:
+        raise NotFound("no therapist with this e-mail address")
+    if therapist.role != Role.therapist or not therapist.is_active:
+        raise Invalid("that user is not an active therapist")
+
+    patient_id = uuid.uuid4()
+    version, dek = create_data_key(session, kek, patient_id)
+    patient = Patient(
+        id=patient_id,
+        clinic_id=clinic.id,
+        name_enc=encrypt_field(dek, data.name, _context(patient_id, "name_enc", version)),
+        email_enc=(
+            encrypt_field(dek, data.email, _context(patient_id, "email_enc", version))
+            if data.email
+            else None
+        ),
+    )
+    session.add(patient)
+    session.flush()  # the patient row must exist before its key and assignment reference it
+    session.add(TherapistAssignment(patient_id=patient_id, therapist_id=therapist.id))
+    session.flush()
+    return _patient_public(session, kek, patient)
+
+
+def get_patient(session: Session, kek: Kek, patient_id: uuid.UUID) -> PatientPublic:
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound("no such patient")
+    return _patient_public(session, kek, patient)
+
+
+def _patient_public(session: Session, kek: Kek, patient: Patient) -> PatientPublic:
+    version, dek = data_key(session, kek, patient.id)
+    therapist_ids = session.exec(
+        select(TherapistAssignment.therapist_id).where(TherapistAssignment.patient_id == patient.id)
+    ).all()
+    return PatientPublic(
+        id=patient.id,
+        name=decrypt_field(dek, patient.name_enc, _context(patient.id, "name_enc", version)),
+        email=(
+            decrypt_field(dek, patient.email_enc, _context(patient.id, "email_enc", version))
+            if patient.email_enc is not None
+            else None
+        ),
+        therapist_ids=list(therapist_ids),
+        created_at=patient.created_at,
+    )
+
+
+def _context(patient_id: uuid.UUID, column: str, version: int) -> FieldContext:
+    return FieldContext("patients", column, patient_id, patient_id, version)
+
+
+def _user_public(user: User) -> UserPublic:
+    return UserPublic(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=Role(user.role),
+        is_active=user.is_active,
+        created_at=user.created_at,
+    )

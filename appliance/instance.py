@@ -1,0 +1,134 @@
+"""`appliance init`: make a data directory into a working appliance, idempotently.
+
+Order matters. The database is migrated before keys are made, so that a data directory whose
+key file was lost is refused (a new KEK would orphan every patient's data key) instead of
+silently re-keyed. The marker file is written last: without it the directory is incomplete.
+If init created the directory and then fails, it removes it again: nothing half-initialised.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from appliance.clinic.schemas import ClinicPublic
+from appliance.clinic.service import ensure_clinic
+from appliance.crypto.envelope import Kek, generate_kek, load_kek, write_kek_file
+from appliance.db import current_revision, open_database, upgrade_to_head
+from appliance.settings import Settings, SettingsError
+
+MARKER_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class InitReport:
+    data_dir: Path
+    created: bool
+    database: str
+    revision: str | None
+    kek_id: str
+    clinic: ClinicPublic
+
+
+def initialise(settings: Settings) -> InitReport:
+    data_dir = settings.data_dir
+    created = _prepare_data_dir(data_dir, settings)
+    try:
+        with open_database(settings, create=True) as database:
+            upgrade_to_head(database.engine)
+            kek = _ensure_keys(settings, database.engine)
+            with database.session() as session:
+                clinic = ensure_clinic(session, settings.clinic.name, settings.clinic.timezone)
+                session.commit()
+            revision = current_revision(database.engine)
+        _write_marker(settings)
+    except BaseException:
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return InitReport(
+        data_dir=data_dir,
+        created=created,
+        database="embedded" if settings.uses_embedded_database else "external",
+        revision=revision,
+        kek_id=kek.id,
+        clinic=clinic,
+    )
+
+
+def require_initialised(settings: Settings) -> None:
+    if not settings.marker_path.is_file():
+        raise SettingsError(
+            f"{settings.data_dir} is not an initialised appliance; "
+            f"run: appliance init --data-dir {settings.data_dir}"
+        )
+
+
+def _prepare_data_dir(data_dir: Path, settings: Settings) -> bool:
+    """Create the data dir, or accept an existing one that is ours (or empty)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise SettingsError(f"--data-dir {data_dir} exists and is not a directory")
+    if data_dir.is_dir():
+        ours = settings.marker_path.exists() or (data_dir / "pgdata").exists()
+        if not ours and any(data_dir.iterdir()):
+            raise SettingsError(
+                f"{data_dir} is not empty and is not an appliance data directory; "
+                "choose an empty or new directory"
+            )
+        return False
+    if not data_dir.parent.is_dir():
+        raise SettingsError(f"the parent of --data-dir, {data_dir.parent}, does not exist")
+    try:
+        data_dir.mkdir(mode=0o700)
+    except PermissionError:
+        raise SettingsError(f"cannot create {data_dir}: permission denied") from None
+    return True
+
+
+def _ensure_keys(settings: Settings, engine: Engine) -> Kek:
+    with engine.connect() as conn:
+        wrapped_by = {row[0] for row in conn.execute(text("SELECT DISTINCT kek_id FROM data_keys"))}
+    kek_path = settings.kek_path
+    if kek_path.exists():
+        kek = load_kek(kek_path)
+    elif wrapped_by:
+        raise SettingsError(
+            f"the key file {kek_path} is missing but the database holds patient data keys; "
+            "restore the key file from backup (a new key would make that data unreadable)"
+        )
+    else:
+        kek = generate_kek()
+        write_kek_file(kek_path, kek)
+    if wrapped_by - {kek.id}:
+        raise SettingsError(
+            f"the database's data keys are wrapped by {', '.join(sorted(wrapped_by))}, "
+            f"not by {kek.id} in {kek_path}; restore the matching key file"
+        )
+    _ensure_secret(settings.secret_key_path)
+    settings.keys_dir.mkdir(mode=0o700, exist_ok=True)
+    settings.keys_dir.chmod(0o700)
+    return kek
+
+
+def _ensure_secret(path: Path) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(secrets.token_hex(32))
+    tmp.chmod(0o600)
+    tmp.rename(path)
+
+
+def _write_marker(settings: Settings) -> None:
+    if settings.marker_path.exists():
+        return
+    settings.marker_path.write_text(
+        json.dumps({"format": MARKER_FORMAT, "created_at": datetime.now(UTC).isoformat()})
+    )

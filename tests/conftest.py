@@ -1,0 +1,157 @@
+"""Shared fixtures: one real embedded PostgreSQL per run, a fresh database per test, and the
+people a clinic has: alice (therapist), bob and charlie (her patients, whose data must never
+cross), adam (administrator) and audrey (auditor)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlmodel import Session
+
+from appliance.clinic import service
+from appliance.clinic.models import Role
+from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
+from appliance.crypto.envelope import Kek, load_kek
+from appliance.db import Database, make_engine, open_database, upgrade_to_head
+from appliance.instance import initialise
+from appliance.pgserver import embedded_server, ensure_database, server_url
+from appliance.settings import Settings, load_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+
+TEMPLATE = "appliance_template"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may read a developer's APPLIANCE_* settings or write into ./var."""
+    for key in list(os.environ):
+        if key.startswith("APPLIANCE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    root = tmp_path_factory.mktemp("pg")
+    with embedded_server(root / "pgdata") as server:
+        ensure_database(server, TEMPLATE)
+        engine = make_engine(server_url(server, TEMPLATE))
+        upgrade_to_head(engine)
+        engine.dispose()
+        yield server
+
+
+@pytest.fixture
+def database_url(pg_server: Any) -> Iterator[str]:
+    """A database of its own for each test, cloned from the migrated template (fast)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin_uri = pg_server.get_uri("postgres")
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
+    yield server_url(pg_server, name)
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """An initialised appliance on the shared server: keys, migrations, clinic."""
+    settings = load_settings(
+        data_dir=tmp_path / "var",
+        database={"url": database_url},
+        models_dir=REPO / "models",
+    )
+    initialise(settings)
+    return settings
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    with open_database(settings) as database:
+        yield database
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    with database.session() as session:
+        yield session
+
+
+@pytest.fixture
+def kek(settings: Settings) -> Kek:
+    return load_kek(settings.kek_path)
+
+
+def _user(session: Session, email: str, name: str, role: Role) -> UserPublic:
+    user = service.add_user(session, UserCreate(email=email, name=name, role=role))
+    session.commit()
+    return user
+
+
+@pytest.fixture
+def alice(session: Session) -> UserPublic:
+    return _user(session, "alice@clinic.example", "Dr. Alice Moreno", Role.therapist)
+
+
+@pytest.fixture
+def adam(session: Session) -> UserPublic:
+    return _user(session, "adam@clinic.example", "Adam Admin", Role.admin)
+
+
+@pytest.fixture
+def audrey(session: Session) -> UserPublic:
+    return _user(session, "audrey@clinic.example", "Audrey Auditor", Role.auditor)
+
+
+def _patient(
+    session: Session, kek: Kek, name: str, email: str, therapist: UserPublic
+) -> PatientPublic:
+    patient = service.add_patient(
+        session, kek, PatientCreate(name=name, email=email, therapist_email=therapist.email)
+    )
+    session.commit()
+    return patient
+
+
+@pytest.fixture
+def bob(session: Session, kek: Kek, alice: UserPublic) -> PatientPublic:
+    return _patient(session, kek, "Bob Brennan", "bob@home.example", alice)
+
+
+@pytest.fixture
+def charlie(session: Session, kek: Kek, alice: UserPublic) -> PatientPublic:
+    return _patient(session, kek, "Charlie Castellanos", "charlie@home.example", alice)
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as clinic IT runs it: a separate process, real exit code, real stdout/stderr."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=full_env,
+        cwd=cwd,
+        timeout=240,
+        check=False,
+    )
