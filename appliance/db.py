@@ -6,6 +6,7 @@ settings name no external database; production passes a plain URL to the system 
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -84,12 +85,14 @@ def _first_line(exc: BaseException) -> str:
 # Migrations ---------------------------------------------------------------------------------
 
 
-def alembic_config(engine: Engine) -> Any:
+def alembic_config(engine: Engine | None = None) -> Any:
+    """Alembic's config, built in code: the appliance has no alembic.ini to drift."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    config.attributes["engine"] = engine
+    if engine is not None:
+        config.attributes["engine"] = engine
     return config
 
 
@@ -99,12 +102,12 @@ def upgrade_to_head(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration shipped with this code (fixed for the life of the process)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(
-        alembic_config(create_engine("postgresql://"))
-    ).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

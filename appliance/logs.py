@@ -42,6 +42,7 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) |
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of msg
 }
 
 
@@ -80,6 +81,8 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         logger.propagate = True
     # The access log is ours (route templates, no query strings); the library ones are off.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic narrates every migration context at INFO (readiness checks make one each time).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # Never echo SQL parameters.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     # httpx logs full URLs (query strings included) at INFO.
