@@ -22,7 +22,7 @@ from appliance.pgserver import DatabaseUnavailable, embedded_server, ensure_data
 from appliance.settings import Settings
 
 # Every module that defines tables. Alembic and `tables_metadata` import exactly these.
-TABLE_MODULES = ("appliance.clinic.models", "appliance.crypto.models")
+TABLE_MODULES = ("appliance.clinic.models",)
 
 
 def tables_metadata() -> Any:

@@ -18,7 +18,7 @@ from sqlmodel import select
 from appliance.clinic import service
 from appliance.clinic.models import Role, TherapistAssignment
 from appliance.clinic.schemas import PatientCreate, UserCreate
-from appliance.crypto.envelope import load_kek
+from appliance.crypto.service import keystore_for
 from appliance.db import open_database
 from appliance.doctor import check_models
 from appliance.instance import initialise
@@ -68,7 +68,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
 
 
 def _ensure_demo_people(settings: Settings) -> list[object]:
-    kek = load_kek(settings.kek_path)
+    store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
         existing = [
             u for u in service.list_users(session, Role.therapist) if u.email == DEMO_THERAPIST
@@ -87,7 +87,7 @@ def _ensure_demo_people(settings: Settings) -> list[object]:
         )
         ids = [
             service.add_patient(
-                session, kek, PatientCreate(name=name, therapist_email=DEMO_THERAPIST)
+                session, store, PatientCreate(name=name, therapist_email=DEMO_THERAPIST)
             ).id
             for name in DEMO_PATIENTS
         ]

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 from appliance.clinic.schemas import ClinicPublic
 from appliance.clinic.service import ensure_clinic
 from appliance.crypto.envelope import Kek, generate_kek, load_kek, write_kek_file
+from appliance.crypto.service import keystore_for
 from appliance.db import current_revision, open_database, upgrade_to_head
 from appliance.settings import Settings, SettingsError
 
@@ -92,23 +93,25 @@ def _prepare_data_dir(data_dir: Path, settings: Settings) -> bool:
 
 
 def _ensure_keys(settings: Settings, engine: Engine) -> Kek:
+    store = keystore_for(settings)
     with engine.connect() as conn:
-        wrapped_by = {row[0] for row in conn.execute(text("SELECT DISTINCT kek_id FROM data_keys"))}
+        has_patients = conn.execute(text("SELECT EXISTS (SELECT 1 FROM patients)")).scalar()
     kek_path = settings.kek_path
     if kek_path.exists():
         kek = load_kek(kek_path)
-    elif wrapped_by:
+    elif has_patients or any(store.patient_ids()):
         raise SettingsError(
-            f"the key file {kek_path} is missing but the database holds patient data keys; "
+            f"the key file {kek_path} is missing but the appliance holds patient data; "
             "restore the key file from backup (a new key would make that data unreadable)"
         )
     else:
         kek = generate_kek()
         write_kek_file(kek_path, kek)
-    if wrapped_by - {kek.id}:
+    unknown = store.wrapped_by() - set(store.keks())
+    if unknown:
         raise SettingsError(
-            f"the database's data keys are wrapped by {', '.join(sorted(wrapped_by))}, "
-            f"not by {kek.id} in {kek_path}; restore the matching key file"
+            f"patient keys are wrapped by {', '.join(sorted(unknown))}, which is not in "
+            f"{settings.keys_dir}; restore the matching key file"
         )
     _ensure_secret(settings.secret_key_path)
     settings.keys_dir.mkdir(mode=0o700, exist_ok=True)

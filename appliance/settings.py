@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         return self.data_dir / "pgdata"
 
     @property
+    def files_dir(self) -> Path:
+        """Encrypted per-patient files (recordings, evidence), one folder per patient id."""
+        return self.data_dir / "files"
+
+    @property
     def marker_path(self) -> Path:
         """Written last by `appliance init`: its presence means the data dir is complete."""
         return self.data_dir / ".appliance"

@@ -20,7 +20,8 @@ from sqlmodel import Session
 from appliance.clinic import service
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
-from appliance.crypto.envelope import Kek, load_kek
+from appliance.crypto.keystore import KeyStore
+from appliance.crypto.service import keystore_for
 from appliance.db import Database, make_engine, open_database, upgrade_to_head
 from appliance.instance import initialise
 from appliance.pgserver import embedded_server, ensure_database, server_url
@@ -94,8 +95,8 @@ def session(database: Database) -> Iterator[Session]:
 
 
 @pytest.fixture
-def kek(settings: Settings) -> Kek:
-    return load_kek(settings.kek_path)
+def store(settings: Settings) -> KeyStore:
+    return keystore_for(settings)
 
 
 def _user(session: Session, email: str, name: str, role: Role) -> UserPublic:
@@ -120,23 +121,23 @@ def audrey(session: Session) -> UserPublic:
 
 
 def _patient(
-    session: Session, kek: Kek, name: str, email: str, therapist: UserPublic
+    session: Session, store: KeyStore, name: str, email: str, therapist: UserPublic
 ) -> PatientPublic:
     patient = service.add_patient(
-        session, kek, PatientCreate(name=name, email=email, therapist_email=therapist.email)
+        session, store, PatientCreate(name=name, email=email, therapist_email=therapist.email)
     )
     session.commit()
     return patient
 
 
 @pytest.fixture
-def bob(session: Session, kek: Kek, alice: UserPublic) -> PatientPublic:
-    return _patient(session, kek, "Bob Brennan", "bob@home.example", alice)
+def bob(session: Session, store: KeyStore, alice: UserPublic) -> PatientPublic:
+    return _patient(session, store, "Bob Brennan", "bob@home.example", alice)
 
 
 @pytest.fixture
-def charlie(session: Session, kek: Kek, alice: UserPublic) -> PatientPublic:
-    return _patient(session, kek, "Charlie Castellanos", "charlie@home.example", alice)
+def charlie(session: Session, store: KeyStore, alice: UserPublic) -> PatientPublic:
+    return _patient(session, store, "Charlie Castellanos", "charlie@home.example", alice)
 
 
 def run_cli(

@@ -7,8 +7,7 @@ from appliance.clinic import service
 from appliance.clinic.models import Patient, Role, User
 from appliance.clinic.passwords import hash_password, verify_password
 from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
-from appliance.crypto.envelope import Kek
-from appliance.crypto.models import DataKey
+from appliance.crypto.keystore import KeyStore
 from appliance.errors import Conflict, Invalid, NotFound
 
 
@@ -46,26 +45,25 @@ def test_the_same_email_cannot_be_added_twice(session: Session, alice: UserPubli
 
 
 def test_a_patient_gets_a_therapist_and_reads_back_decrypted(
-    session: Session, kek: Kek, alice: UserPublic, bob: PatientPublic
+    session: Session, store: KeyStore, alice: UserPublic, bob: PatientPublic
 ) -> None:
-    found = service.get_patient(session, kek, bob.id)
+    found = service.get_patient(session, store, bob.id)
     assert found.name == "Bob Brennan"
     assert found.email == "bob@home.example"
     assert found.therapist_ids == [alice.id]
 
 
 def test_only_an_active_therapist_can_be_assigned(
-    session: Session, kek: Kek, adam: UserPublic
+    session: Session, store: KeyStore, adam: UserPublic
 ) -> None:
     with pytest.raises(Invalid):
-        service.add_patient(session, kek, PatientCreate(name="Eve", therapist_email=adam.email))
+        service.add_patient(session, store, PatientCreate(name="Eve", therapist_email=adam.email))
     with pytest.raises(NotFound):
         service.add_patient(
-            session, kek, PatientCreate(name="Eve", therapist_email="ghost@x.example")
+            session, store, PatientCreate(name="Eve", therapist_email="ghost@x.example")
         )
     session.rollback()
     assert session.exec(select(Patient)).all() == []
-    assert session.exec(select(DataKey)).all() == []
 
 
 def test_users_are_listed_by_role(

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from appliance.app import create_app
 from appliance.clinic import service
 from appliance.clinic.schemas import PatientCreate, UserPublic
-from appliance.crypto.envelope import Kek
+from appliance.crypto.keystore import KeyStore
 from appliance.db import Database, make_engine
 from appliance.logs import configure_logging
 from appliance.settings import Settings
@@ -150,13 +150,13 @@ def test_logs_are_json_with_request_ids_and_never_contain_a_patient_name(
     settings: Settings,
     database: Database,
     session: Session,
-    kek: Kek,
+    store: KeyStore,
     alice: UserPublic,
     json_logs: Callable[[], list[dict[str, Any]]],
 ) -> None:
     patient = service.add_patient(
         session,
-        kek,
+        store,
         PatientCreate(name=PLANTED, email="zq@home.example", therapist_email=alice.email),
     )
     session.commit()

@@ -65,6 +65,21 @@ def emit(payload: Any, as_json: bool, human: str) -> None:
     click.echo(json.dumps(payload, default=str, indent=None) if as_json else human)
 
 
+def run() -> None:
+    """Entry point. Usage errors too are one line (`Error: ...`, exit 2), for scripts' logs."""
+    try:
+        main.main(standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        raise SystemExit(1) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="appliance")
 def main() -> None:
@@ -76,4 +91,4 @@ def main() -> None:
 
 from appliance.cli import admin, ops  # noqa: E402  (registers the commands on `main`)
 
-__all__ = ["admin", "main", "ops"]
+__all__ = ["admin", "main", "ops", "run"]

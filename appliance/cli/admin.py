@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 
 import click
 
 from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
 from appliance.clinic import service
+from appliance.clinic.erasure import erase_patient
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, UserCreate
-from appliance.crypto.envelope import load_kek
+from appliance.crypto.service import keystore_for, rotate_kek
 from appliance.db import open_database
 from appliance.instance import initialise, require_initialised
 
@@ -115,9 +117,9 @@ def patients_add(
     data = PatientCreate(name=name, email=email, therapist_email=therapist_email)
     settings = settings_for(data_dir)
     require_initialised(settings)
-    kek = load_kek(settings.kek_path)
+    store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
-        patient = service.add_patient(session, kek, data)
+        patient = service.add_patient(session, store, data)
         session.commit()
     # Scripts get ids, not the name they just typed: keeps PHI out of their logs.
     emit(
@@ -128,4 +130,58 @@ def patients_add(
         },
         as_json,
         str(patient.id),
+    )
+
+
+@patients.command("erase")
+@click.option("--patient", "patient_id", type=click.UUID, required=True)
+@click.option("--yes", is_flag=True, help="Confirm: this cannot be undone.")
+@data_dir_option
+@json_option
+@one_line_errors
+def patients_erase(patient_id: uuid.UUID, yes: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Erase a patient: destroy their data key (crypto-shredding), rows and files."""
+    if not yes:
+        raise click.ClickException("erasure cannot be undone; repeat with --yes")
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    with open_database(settings) as database, database.session() as session:
+        result = erase_patient(session, keystore_for(settings), settings.files_dir, patient_id)
+        session.commit()
+    emit(
+        {
+            "id": str(result.patient_id),
+            "key_destroyed": result.key_destroyed,
+            "rows_deleted": result.rows_deleted,
+            "files_deleted": result.files_deleted,
+        },
+        as_json,
+        f"Erased patient {result.patient_id}: data key destroyed, rows and "
+        f"{result.files_deleted} files deleted.",
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Key-encryption key operations."""
+
+
+@keys.command("rotate")
+@data_dir_option
+@json_option
+@one_line_errors
+def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
+    """New KEK; re-wrap every patient data key; retire the old KEK. Safe to re-run."""
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    rotation = rotate_kek(keystore_for(settings))
+    emit(
+        {
+            "id": rotation.new_kek_id,
+            "old_kek_id": rotation.old_kek_id,
+            "rewrapped": rotation.rewrapped,
+        },
+        as_json,
+        f"Rotated {rotation.old_kek_id} -> {rotation.new_kek_id}; "
+        f"re-wrapped {rotation.rewrapped} patient keys.",
     )

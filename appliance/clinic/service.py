@@ -16,8 +16,8 @@ from appliance.clinic.schemas import (
     UserCreate,
     UserPublic,
 )
-from appliance.crypto.envelope import FieldContext, Kek, decrypt_field, encrypt_field
-from appliance.crypto.service import create_data_key, data_key
+from appliance.crypto.keystore import KeyStore
+from appliance.crypto.service import PatientCipher, new_patient_cipher, patient_cipher
 from appliance.errors import Conflict, Invalid, NotFound
 
 
@@ -72,7 +72,7 @@ def get_user_by_email(session: Session, email: str) -> UserPublic:
     return _user_public(user)
 
 
-def add_patient(session: Session, kek: Kek, data: PatientCreate) -> PatientPublic:
+def add_patient(session: Session, store: KeyStore, data: PatientCreate) -> PatientPublic:
     """Create a patient with encrypted identity fields and assign their therapist."""
     clinic = get_clinic(session)
     therapist = session.exec(select(User).where(User.email == data.therapist_email)).first()
@@ -82,51 +82,44 @@ def add_patient(session: Session, kek: Kek, data: PatientCreate) -> PatientPubli
         raise Invalid("that user is not an active therapist")
 
     patient_id = uuid.uuid4()
-    version, dek = create_data_key(session, kek, patient_id)
+    cipher = new_patient_cipher(store, patient_id)
     patient = Patient(
         id=patient_id,
         clinic_id=clinic.id,
-        name_enc=encrypt_field(dek, data.name, _context(patient_id, "name_enc", version)),
+        name_enc=cipher.seal("patients", "name_enc", patient_id, data.name),
         email_enc=(
-            encrypt_field(dek, data.email, _context(patient_id, "email_enc", version))
-            if data.email
-            else None
+            cipher.seal("patients", "email_enc", patient_id, data.email) if data.email else None
         ),
     )
     session.add(patient)
-    session.flush()  # the patient row must exist before its key and assignment reference it
+    session.flush()  # the patient row must exist before the assignment references it
     session.add(TherapistAssignment(patient_id=patient_id, therapist_id=therapist.id))
     session.flush()
-    return _patient_public(session, kek, patient)
+    return _patient_public(session, cipher, patient)
 
 
-def get_patient(session: Session, kek: Kek, patient_id: uuid.UUID) -> PatientPublic:
+def get_patient(session: Session, store: KeyStore, patient_id: uuid.UUID) -> PatientPublic:
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise NotFound("no such patient")
-    return _patient_public(session, kek, patient)
+    return _patient_public(session, patient_cipher(store, patient_id), patient)
 
 
-def _patient_public(session: Session, kek: Kek, patient: Patient) -> PatientPublic:
-    version, dek = data_key(session, kek, patient.id)
+def _patient_public(session: Session, cipher: PatientCipher, patient: Patient) -> PatientPublic:
     therapist_ids = session.exec(
         select(TherapistAssignment.therapist_id).where(TherapistAssignment.patient_id == patient.id)
     ).all()
     return PatientPublic(
         id=patient.id,
-        name=decrypt_field(dek, patient.name_enc, _context(patient.id, "name_enc", version)),
+        name=cipher.open("patients", "name_enc", patient.id, patient.name_enc),
         email=(
-            decrypt_field(dek, patient.email_enc, _context(patient.id, "email_enc", version))
+            cipher.open("patients", "email_enc", patient.id, patient.email_enc)
             if patient.email_enc is not None
             else None
         ),
         therapist_ids=list(therapist_ids),
         created_at=patient.created_at,
     )
-
-
-def _context(patient_id: uuid.UUID, column: str, version: int) -> FieldContext:
-    return FieldContext("patients", column, patient_id, patient_id, version)
 
 
 def _user_public(user: User) -> UserPublic:

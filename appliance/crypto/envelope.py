@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from appliance.crypto.atomic import write_private_file
 from appliance.settings import read_secret_file
 
 FORMAT_V1 = b"\x01"
@@ -68,18 +69,7 @@ def generate_kek() -> Kek:
 def write_kek_file(path: Path, kek: Kek) -> None:
     """Write a KEK file atomically with mode 0600; never overwrites an existing one."""
     payload = json.dumps({"id": kek.id, "key": base64.b64encode(kek.key).decode()}).encode()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if the target exists: a KEK is never silently replaced
-    finally:
-        tmp.unlink()
+    write_private_file(path, payload, replace=False)
 
 
 def load_kek(path: Path) -> Kek:

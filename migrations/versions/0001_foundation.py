@@ -1,4 +1,4 @@
-"""Foundation: pgvector, clinic, users, patients, therapist assignments, patient data keys.
+"""Foundation: pgvector, clinic, users, patients, therapist assignments.
 
 Revision ID: 0001
 Revises:
@@ -71,23 +71,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_therapist_assignments_therapist_id", "therapist_assignments", ["therapist_id"]
     )
-    op.create_table(
-        "data_keys",
-        sa.Column(
-            "patient_id",
-            sa.Uuid(),
-            sa.ForeignKey("patients.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
-        sa.Column("version", sa.Integer(), primary_key=True),
-        sa.Column("kek_id", sa.String(64), nullable=False),
-        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", TS, nullable=False),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("data_keys")
     op.drop_index("ix_therapist_assignments_therapist_id", table_name="therapist_assignments")
     op.drop_table("therapist_assignments")
     op.drop_index("ix_patients_clinic_id", table_name="patients")

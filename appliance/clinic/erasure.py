@@ -1,0 +1,43 @@
+"""Erasing a patient (GDPR art. 17): crypto-shredding first, then rows and files.
+
+The data key goes first. From that moment nothing of the patient's can be decrypted, from this
+database or any dump or backup of it; if a later step fails, re-running the erasure finishes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import Session
+
+from appliance.clinic.models import Patient
+from appliance.crypto.keystore import KeyStore
+from appliance.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Erasure:
+    patient_id: uuid.UUID
+    key_destroyed: bool
+    rows_deleted: bool
+    files_deleted: int
+
+
+def erase_patient(
+    session: Session, store: KeyStore, files_root: Path, patient_id: uuid.UUID
+) -> Erasure:
+    """Destroy the patient's data key, delete their rows (caller commits) and their files."""
+    patient = session.get(Patient, patient_id)
+    key_destroyed = store.destroy(patient_id)
+    if patient is None and not key_destroyed:
+        raise NotFound("no such patient")
+    if patient is not None:
+        session.delete(patient)  # assignments and later per-patient tables cascade
+        session.flush()
+    folder = files_root / str(patient_id)
+    files = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    return Erasure(patient_id, key_destroyed, patient is not None, files)
