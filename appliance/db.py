@@ -18,11 +18,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel
 
 from appliance.paths import migrations_dir
-from appliance.pgserver import DatabaseUnavailable, embedded_server, ensure_database, server_url
+from appliance.pgserver import (
+    SUPERUSER,
+    DatabaseUnavailable,
+    embedded_server,
+    ensure_database,
+    server_url,
+)
 from appliance.settings import Settings
 
 # Every module that defines tables. Alembic and `tables_metadata` import exactly these.
-TABLE_MODULES = ("appliance.clinic.models",)
+TABLE_MODULES = ("appliance.clinic.models", "appliance.audit.models")
 
 
 def tables_metadata() -> Any:
@@ -46,11 +52,15 @@ def make_engine(url: str) -> Engine:
 
 
 @contextmanager
-def open_database(settings: Settings, *, create: bool = False) -> Iterator[Database]:
+def open_database(
+    settings: Settings, *, create: bool = False, admin: bool = False
+) -> Iterator[Database]:
     """Connect to the appliance database, starting the embedded server if that is configured.
 
-    `create=True` (used by `appliance init`) initialises the embedded cluster and creates the
-    database; otherwise a missing embedded cluster is an error, never silently made anew.
+    The appliance connects as its app role; `admin=True` connects as the owner (migrations,
+    grants). `create=True` (used by `appliance init`, with admin) initialises the embedded
+    cluster and creates the database; otherwise a missing embedded cluster is an error, never
+    silently made anew.
     """
     with ExitStack() as stack:
         if settings.uses_embedded_database:
@@ -62,9 +72,10 @@ def open_database(settings: Settings, *, create: bool = False) -> Iterator[Datab
             server = stack.enter_context(embedded_server(settings.pgdata_dir))
             if create:
                 ensure_database(server, settings.database.name)
-            url = server_url(server, settings.database.name)
+            user = SUPERUSER if admin else settings.database.app_role
+            url = server_url(server, settings.database.name, user)
         else:
-            url = settings.external_database_url() or ""
+            url = settings.external_database_url(admin=admin) or ""
         engine = make_engine(url)
         stack.callback(engine.dispose)
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlmodel import select
 
+from appliance.audit.service import cli_actor
 from appliance.clinic import service
 from appliance.clinic.models import Role, TherapistAssignment
 from appliance.clinic.schemas import PatientCreate, UserCreate
@@ -81,13 +82,15 @@ def _ensure_demo_people(settings: Settings) -> list[object]:
                 )
             ).all()
             return list(ids)
+        actor = cli_actor()
         service.add_user(
             session,
+            actor,
             UserCreate(email=DEMO_THERAPIST, name="Dr. Demo Therapist", role=Role.therapist),
         )
         ids = [
             service.add_patient(
-                session, store, PatientCreate(name=name, therapist_email=DEMO_THERAPIST)
+                session, store, actor, PatientCreate(name=name, therapist_email=DEMO_THERAPIST)
             ).id
             for name in DEMO_PATIENTS
         ]

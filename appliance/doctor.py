@@ -55,12 +55,31 @@ def check_database(database: Database) -> list[Check]:
         if vector
         else Check("pgvector", "fail", "the vector extension is not installed")
     )
+    checks.append(check_audit_privileges(database))
     return checks
+
+
+def check_audit_privileges(database: Database) -> Check:
+    """The role the appliance runs as must not be able to rewrite history."""
+    with database.engine.connect() as conn:
+        role, can_change = conn.execute(text(
+            "SELECT current_user, has_table_privilege(current_user, 'audit_events', 'UPDATE')"
+            " OR has_table_privilege(current_user, 'audit_events', 'DELETE')"
+        )).one()  # fmt: skip
+    if can_change:
+        detail = f"role {role} may UPDATE/DELETE audit rows (only the trigger stops it)"
+        return Check("audit log", "warn", detail + "; run the appliance as a separate role")
+    return Check("audit log", "ok", f"append-only for role {role}")
 
 
 def check_keys(settings: Settings) -> list[Check]:
     checks = []
-    for label, path in (("kek", settings.kek_path), ("session key", settings.secret_key_path)):
+    keys = (
+        ("kek", settings.kek_path),
+        ("session key", settings.secret_key_path),
+        ("audit signing key", settings.audit_key_path),
+    )
+    for label, path in keys:
         if not path.is_file():
             checks.append(Check(f"key: {label}", "fail", f"{path} is missing"))
             continue

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
+from appliance.audit import service as audit
+from appliance.audit.service import cli_actor, ensure_signing_key
 from appliance.clinic.schemas import ClinicPublic
 from appliance.clinic.service import ensure_clinic
 from appliance.crypto.envelope import Kek, generate_kek, load_kek, write_kek_file
 from appliance.crypto.service import keystore_for
 from appliance.db import current_revision, open_database, upgrade_to_head
+from appliance.dbroles import ensure_login_role, grant_app_privileges
 from appliance.settings import Settings, SettingsError
 
 MARKER_FORMAT = 1
@@ -41,11 +44,17 @@ def initialise(settings: Settings) -> InitReport:
     data_dir = settings.data_dir
     created = _prepare_data_dir(data_dir, settings)
     try:
-        with open_database(settings, create=True) as database:
+        with open_database(settings, create=True, admin=True) as database:
             upgrade_to_head(database.engine)
+            _grant_app_role(settings, database.engine)
             kek = _ensure_keys(settings, database.engine)
+            signing_key_id = ensure_signing_key(settings.audit_key_path)
             with database.session() as session:
                 clinic = ensure_clinic(session, settings.clinic.name, settings.clinic.timezone)
+                audit.record(session, cli_actor(), audit.AuditEntry(
+                    "appliance.init", details={"new_data_dir": created, "kek_id": kek.id,
+                                               "audit_key_id": signing_key_id},
+                ))  # fmt: skip
                 session.commit()
             revision = current_revision(database.engine)
         _write_marker(settings)
@@ -90,6 +99,16 @@ def _prepare_data_dir(data_dir: Path, settings: Settings) -> bool:
     except PermissionError:
         raise SettingsError(f"cannot create {data_dir}: permission denied") from None
     return True
+
+
+def _grant_app_role(settings: Settings, admin: Engine) -> None:
+    if settings.uses_embedded_database:
+        role = settings.database.app_role
+        ensure_login_role(admin, role)
+    else:
+        role = make_url(settings.external_database_url() or "").username or ""
+    if role:
+        grant_app_privileges(admin, role)
 
 
 def _ensure_keys(settings: Settings, engine: Engine) -> Kek:

@@ -44,9 +44,12 @@ def embedded_server(pgdata: Path) -> Iterator[Any]:
         yield server
 
 
-def server_url(server: Any, database: str) -> str:
+SUPERUSER = "postgres"
+
+
+def server_url(server: Any, database: str, user: str = SUPERUSER) -> str:
     """SQLAlchemy URL (psycopg 3) for one database of the embedded server, over its socket."""
-    uri: str = server.get_uri(database)
+    uri: str = server.get_postmaster_info().get_uri(user=user, database=database)
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 
 

@@ -58,9 +58,16 @@ class ClinicSettings(_Section):
 class DatabaseSettings(_Section):
     url: str | None = None
     url_file: Path | None = None
+    # The owner role, for `appliance init` (migrations, grants). Empty: the same as url.
+    admin_url: str | None = None
+    admin_url_file: Path | None = None
     name: str = Field(default="appliance", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # The role the appliance runs as on the embedded server (no UPDATE/DELETE on the audit log).
+    app_role: str = Field(default="appliance_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
-    _none_if_empty = field_validator("url", "url_file", mode="before")(_empty_to_none)
+    _none_if_empty = field_validator(
+        "url", "url_file", "admin_url", "admin_url_file", mode="before"
+    )(_empty_to_none)
 
 
 class WebSettings(_Section):
@@ -72,8 +79,11 @@ class WebSettings(_Section):
 class SecuritySettings(_Section):
     kek_file: Path | None = None
     secret_key_file: Path | None = None
+    audit_key_file: Path | None = None
 
-    _none_if_empty = field_validator("kek_file", "secret_key_file", mode="before")(_empty_to_none)
+    _none_if_empty = field_validator(
+        "kek_file", "secret_key_file", "audit_key_file", mode="before"
+    )(_empty_to_none)
 
 
 class LoggingSettings(_Section):
@@ -138,6 +148,11 @@ class Settings(BaseSettings):
         return self.security.secret_key_file or self.keys_dir / "session.key"
 
     @property
+    def audit_key_path(self) -> Path:
+        """Ed25519 key that signs audit checkpoints; deliberately not the KEK."""
+        return self.security.audit_key_file or self.keys_dir / "audit-signing.key"
+
+    @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
 
@@ -162,8 +177,13 @@ class Settings(BaseSettings):
     def uses_embedded_database(self) -> bool:
         return self.database.url is None and self.database.url_file is None
 
-    def external_database_url(self) -> str | None:
-        """The configured server URL (read from its file when it carries a password)."""
+    def external_database_url(self, *, admin: bool = False) -> str | None:
+        """The configured server URL (read from its file when it carries a password).
+        `admin` asks for the owner's URL, falling back to the app's."""
+        if admin and self.database.admin_url_file is not None:
+            return read_secret_file(self.database.admin_url_file).decode().strip()
+        if admin and self.database.admin_url is not None:
+            return self.database.admin_url
         if self.database.url_file is not None:
             return read_secret_file(self.database.url_file).decode().strip()
         return self.database.url

@@ -17,20 +17,24 @@ import pytest
 from psycopg import sql
 from sqlmodel import Session
 
+from appliance.audit.service import Actor
 from appliance.clinic import service
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
 from appliance.crypto.keystore import KeyStore
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, make_engine, open_database, upgrade_to_head
+from appliance.dbroles import ensure_login_role, grant_app_privileges
 from appliance.instance import initialise
-from appliance.pgserver import embedded_server, ensure_database, server_url
+from appliance.pgserver import SUPERUSER, embedded_server, ensure_database, server_url
 from appliance.settings import Settings, load_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 TEMPLATE = "appliance_template"
+APP_ROLE = "appliance_app"
+CLINIC_IT = Actor(role="cli", user_agent="pytest")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,13 +54,16 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         ensure_database(server, TEMPLATE)
         engine = make_engine(server_url(server, TEMPLATE))
         upgrade_to_head(engine)
+        ensure_login_role(engine, APP_ROLE)
+        grant_app_privileges(engine, APP_ROLE)
         engine.dispose()
         yield server
 
 
 @pytest.fixture
-def database_url(pg_server: Any) -> Iterator[str]:
-    """A database of its own for each test, cloned from the migrated template (fast)."""
+def admin_url(pg_server: Any) -> Iterator[str]:
+    """A database of its own for each test, cloned from the migrated template (fast). This is
+    the owner's URL; the appliance itself connects as APP_ROLE (see `database_url`)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin_uri = pg_server.get_uri("postgres")
     with psycopg.connect(admin_uri, autocommit=True) as conn:
@@ -71,11 +78,18 @@ def database_url(pg_server: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def database_url(admin_url: str) -> str:
+    return admin_url.replace(
+        f"postgresql+psycopg://{SUPERUSER}:", f"postgresql+psycopg://{APP_ROLE}:"
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, admin_url: str) -> Settings:
     """An initialised appliance on the shared server: keys, migrations, clinic."""
     settings = load_settings(
         data_dir=tmp_path / "var",
-        database={"url": database_url},
+        database={"url": database_url, "admin_url": admin_url},
         models_dir=REPO / "models",
     )
     initialise(settings)
@@ -100,7 +114,7 @@ def store(settings: Settings) -> KeyStore:
 
 
 def _user(session: Session, email: str, name: str, role: Role) -> UserPublic:
-    user = service.add_user(session, UserCreate(email=email, name=name, role=role))
+    user = service.add_user(session, CLINIC_IT, UserCreate(email=email, name=name, role=role))
     session.commit()
     return user
 
@@ -124,7 +138,10 @@ def _patient(
     session: Session, store: KeyStore, name: str, email: str, therapist: UserPublic
 ) -> PatientPublic:
     patient = service.add_patient(
-        session, store, PatientCreate(name=name, email=email, therapist_email=therapist.email)
+        session,
+        store,
+        CLINIC_IT,
+        PatientCreate(name=name, email=email, therapist_email=therapist.email),
     )
     session.commit()
     return patient

@@ -9,6 +9,7 @@ from appliance.clinic.passwords import hash_password, verify_password
 from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
 from appliance.crypto.keystore import KeyStore
 from appliance.errors import Conflict, Invalid, NotFound
+from tests.conftest import CLINIC_IT
 
 
 def test_passwords_are_hashed_with_argon2id_and_verified() -> None:
@@ -22,6 +23,7 @@ def test_passwords_are_hashed_with_argon2id_and_verified() -> None:
 def test_a_user_is_added_with_a_normalised_email_and_hashed_password(session: Session) -> None:
     user = service.add_user(
         session,
+        CLINIC_IT,
         UserCreate(
             email=" Dana@Clinic.Example ",
             name="Dana",
@@ -40,14 +42,14 @@ def test_a_user_is_added_with_a_normalised_email_and_hashed_password(session: Se
 def test_the_same_email_cannot_be_added_twice(session: Session, alice: UserPublic) -> None:
     with pytest.raises(Conflict):
         service.add_user(
-            session, UserCreate(email="ALICE@clinic.example", name="A", role=Role.admin)
+            session, CLINIC_IT, UserCreate(email="ALICE@clinic.example", name="A", role=Role.admin)
         )
 
 
 def test_a_patient_gets_a_therapist_and_reads_back_decrypted(
     session: Session, store: KeyStore, alice: UserPublic, bob: PatientPublic
 ) -> None:
-    found = service.get_patient(session, store, bob.id)
+    found = service.get_patient(session, store, CLINIC_IT, bob.id)
     assert found.name == "Bob Brennan"
     assert found.email == "bob@home.example"
     assert found.therapist_ids == [alice.id]
@@ -57,10 +59,12 @@ def test_only_an_active_therapist_can_be_assigned(
     session: Session, store: KeyStore, adam: UserPublic
 ) -> None:
     with pytest.raises(Invalid):
-        service.add_patient(session, store, PatientCreate(name="Eve", therapist_email=adam.email))
+        service.add_patient(
+            session, store, CLINIC_IT, PatientCreate(name="Eve", therapist_email=adam.email)
+        )
     with pytest.raises(NotFound):
         service.add_patient(
-            session, store, PatientCreate(name="Eve", therapist_email="ghost@x.example")
+            session, store, CLINIC_IT, PatientCreate(name="Eve", therapist_email="ghost@x.example")
         )
     session.rollback()
     assert session.exec(select(Patient)).all() == []

@@ -33,6 +33,7 @@ from appliance.crypto.service import PatientCipher, patient_cipher, rotate_kek
 from appliance.crypto.streams import FileContext, encrypt_to_file
 from appliance.errors import NotFound
 from appliance.settings import Settings
+from tests.conftest import CLINIC_IT
 
 ROW, PATIENT = uuid.uuid4(), uuid.uuid4()
 
@@ -101,7 +102,7 @@ def test_flipping_one_byte_of_a_stored_ciphertext_is_an_error_not_garbage(
     session.add(row)
     session.commit()
     with pytest.raises(DecryptionFailed):
-        service.get_patient(session, store, bob.id)
+        service.get_patient(session, store, CLINIC_IT, bob.id)
 
 
 def test_swapping_two_patients_ciphertexts_is_an_error(
@@ -115,7 +116,7 @@ def test_swapping_two_patients_ciphertexts_is_an_error(
     session.commit()
     for patient in (bob, charlie):
         with pytest.raises(DecryptionFailed):
-            service.get_patient(session, store, patient.id)
+            service.get_patient(session, store, CLINIC_IT, patient.id)
 
 
 def test_rotation_rewraps_every_key_and_keeps_data_readable(
@@ -128,8 +129,8 @@ def test_rotation_rewraps_every_key_and_keeps_data_readable(
     assert store.current_kek().id == rotation.new_kek_id != before.id
     assert store.wrapped_by() == {rotation.new_kek_id}
     assert (store.retired_dir / f"{before.id}.key").is_file()
-    assert service.get_patient(session, store, bob.id).name == "Bob Brennan"
-    assert service.get_patient(session, store, charlie.id).name == "Charlie Castellanos"
+    assert service.get_patient(session, store, CLINIC_IT, bob.id).name == "Bob Brennan"
+    assert service.get_patient(session, store, CLINIC_IT, charlie.id).name == "Charlie Castellanos"
 
 
 def test_an_interrupted_rotation_stays_readable_and_a_rerun_finishes_it(
@@ -139,8 +140,8 @@ def test_an_interrupted_rotation_stays_readable_and_a_rerun_finishes_it(
     write_kek_file(store.keys_dir / f"{new.id}.key", new)  # rotation began ...
     store.rewrap(bob.id, new)  # ... and crashed after one patient
     assert store.wrapped_by() == {new.id, store.current_kek().id}
-    assert service.get_patient(session, store, bob.id).name == "Bob Brennan"
-    assert service.get_patient(session, store, charlie.id).name == "Charlie Castellanos"
+    assert service.get_patient(session, store, CLINIC_IT, bob.id).name == "Bob Brennan"
+    assert service.get_patient(session, store, CLINIC_IT, charlie.id).name == "Charlie Castellanos"
     assert rotate_kek(store).new_kek_id == new.id
     assert store.wrapped_by() == {new.id}
     assert list(store.keys_dir.glob("kek-*.key")) == []
@@ -160,7 +161,7 @@ def test_erasure_leaves_nothing_decryptable_even_from_a_dump_taken_before(
     cipher = patient_cipher(store, bob.id)
     encrypt_to_file(cipher.dek, [b"audio"], recording, FileContext("recording", ROW, bob.id))
 
-    result = erase_patient(session, store, settings.files_dir, bob.id)
+    result = erase_patient(session, store, CLINIC_IT, settings.files_dir, bob.id)
     session.commit()
 
     assert (result.key_destroyed, result.rows_deleted, result.files_deleted) == (True, True, 1)
@@ -175,6 +176,6 @@ def test_erasure_leaves_nothing_decryptable_even_from_a_dump_taken_before(
                 PatientCipher(bob.id, unwrap_data_key(kek, wrapped, bob.id)).open(
                     "patients", "name_enc", bob.id, dump
                 )
-    assert service.get_patient(session, store, charlie.id).name == "Charlie Castellanos"
+    assert service.get_patient(session, store, CLINIC_IT, charlie.id).name == "Charlie Castellanos"
     with pytest.raises(NotFound):
-        erase_patient(session, store, settings.files_dir, bob.id)
+        erase_patient(session, store, CLINIC_IT, settings.files_dir, bob.id)

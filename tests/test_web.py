@@ -25,6 +25,7 @@ from appliance.logs import configure_logging
 from appliance.settings import Settings
 from appliance.web.context import RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS, PROBLEM_JSON
+from tests.conftest import CLINIC_IT
 
 PLANTED = "Zebediah Quixotefield"
 
@@ -65,7 +66,7 @@ def test_readiness_checks_the_database_and_migrations(client: TestClient[Litesta
     body = client.get("/health/ready").json()
     assert body["status"] == "ready"
     names = {check["name"]: check["status"] for check in body["checks"]}
-    assert names == {"database": "ok", "migrations": "ok", "pgvector": "ok"}
+    assert names == {"database": "ok", "migrations": "ok", "pgvector": "ok", "audit log": "ok"}
 
 
 def test_readiness_is_a_503_problem_when_the_database_is_unreachable(settings: Settings) -> None:
@@ -157,6 +158,7 @@ def test_logs_are_json_with_request_ids_and_never_contain_a_patient_name(
     patient = service.add_patient(
         session,
         store,
+        CLINIC_IT,
         PatientCreate(name=PLANTED, email="zq@home.example", therapist_email=alice.email),
     )
     session.commit()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from appliance.audit.service import AuditEntry, cli_actor, record
 from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
 from appliance.clinic import service
 from appliance.clinic.erasure import erase_patient
@@ -78,7 +79,7 @@ def users_add(
     settings = settings_for(data_dir)
     require_initialised(settings)
     with open_database(settings) as database, database.session() as session:
-        user = service.add_user(session, data)
+        user = service.add_user(session, cli_actor(), data)
         session.commit()
     emit(user.model_dump(mode="json"), as_json, str(user.id))
 
@@ -119,7 +120,7 @@ def patients_add(
     require_initialised(settings)
     store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
-        patient = service.add_patient(session, store, data)
+        patient = service.add_patient(session, store, cli_actor(), data)
         session.commit()
     # Scripts get ids, not the name they just typed: keeps PHI out of their logs.
     emit(
@@ -146,7 +147,9 @@ def patients_erase(patient_id: uuid.UUID, yes: bool, data_dir: Path | None, as_j
     settings = settings_for(data_dir)
     require_initialised(settings)
     with open_database(settings) as database, database.session() as session:
-        result = erase_patient(session, keystore_for(settings), settings.files_dir, patient_id)
+        result = erase_patient(
+            session, keystore_for(settings), cli_actor(), settings.files_dir, patient_id
+        )
         session.commit()
     emit(
         {
@@ -174,7 +177,12 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
     """New KEK; re-wrap every patient data key; retire the old KEK. Safe to re-run."""
     settings = settings_for(data_dir)
     require_initialised(settings)
-    rotation = rotate_kek(keystore_for(settings))
+    with open_database(settings) as database, database.session() as session:
+        rotation = rotate_kek(keystore_for(settings))  # DB first: a rotation is always audited
+        details = {"old_kek_id": rotation.old_kek_id, "new_kek_id": rotation.new_kek_id,
+                   "rewrapped": rotation.rewrapped}  # fmt: skip
+        record(session, cli_actor(), AuditEntry("keys.rotate", details=details))
+        session.commit()
     emit(
         {
             "id": rotation.new_kek_id,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from appliance.audit.service import Actor, AuditEntry, record
 from appliance.clinic.models import Patient
 from appliance.crypto.keystore import KeyStore
 from appliance.errors import NotFound
@@ -27,7 +28,7 @@ class Erasure:
 
 
 def erase_patient(
-    session: Session, store: KeyStore, files_root: Path, patient_id: uuid.UUID
+    session: Session, store: KeyStore, actor: Actor, files_root: Path, patient_id: uuid.UUID
 ) -> Erasure:
     """Destroy the patient's data key, delete their rows (caller commits) and their files."""
     patient = session.get(Patient, patient_id)
@@ -40,4 +41,10 @@ def erase_patient(
     folder = files_root / str(patient_id)
     files = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     shutil.rmtree(folder, ignore_errors=True)
-    return Erasure(patient_id, key_destroyed, patient is not None, files)
+    result = Erasure(patient_id, key_destroyed, patient is not None, files)
+    record(session, actor, AuditEntry(
+        "patient.erase", object_type="patient", object_id=str(patient_id), patient_id=patient_id,
+        details={"key_destroyed": key_destroyed, "rows_deleted": result.rows_deleted,
+                 "files_deleted": files},
+    ))  # fmt: skip
+    return result

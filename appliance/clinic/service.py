@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from appliance.audit.service import Actor, AuditEntry, record
 from appliance.clinic.models import Clinic, Patient, Role, TherapistAssignment, User
 from appliance.clinic.passwords import hash_password
 from appliance.clinic.schemas import (
@@ -38,7 +39,7 @@ def get_clinic(session: Session) -> ClinicPublic:
     return ClinicPublic.model_validate(clinic, from_attributes=True)
 
 
-def add_user(session: Session, data: UserCreate) -> UserPublic:
+def add_user(session: Session, actor: Actor, data: UserCreate) -> UserPublic:
     clinic = get_clinic(session)
     if session.exec(select(User.id).where(User.email == data.email)).first() is not None:
         raise Conflict("a user with this e-mail address already exists")
@@ -55,6 +56,8 @@ def add_user(session: Session, data: UserCreate) -> UserPublic:
     except IntegrityError:  # a concurrent insert won the race for the unique e-mail
         session.rollback()
         raise Conflict("a user with this e-mail address already exists") from None
+    record(session, actor, AuditEntry("user.create", object_type="user", object_id=str(user.id),
+                                      details={"role": user.role}))  # fmt: skip
     return _user_public(user)
 
 
@@ -72,7 +75,9 @@ def get_user_by_email(session: Session, email: str) -> UserPublic:
     return _user_public(user)
 
 
-def add_patient(session: Session, store: KeyStore, data: PatientCreate) -> PatientPublic:
+def add_patient(
+    session: Session, store: KeyStore, actor: Actor, data: PatientCreate
+) -> PatientPublic:
     """Create a patient with encrypted identity fields and assign their therapist."""
     clinic = get_clinic(session)
     therapist = session.exec(select(User).where(User.email == data.therapist_email)).first()
@@ -95,14 +100,24 @@ def add_patient(session: Session, store: KeyStore, data: PatientCreate) -> Patie
     session.flush()  # the patient row must exist before the assignment references it
     session.add(TherapistAssignment(patient_id=patient_id, therapist_id=therapist.id))
     session.flush()
+    record(session, actor, AuditEntry("patient.create", object_type="patient",
+                                      object_id=str(patient_id), patient_id=patient_id,
+                                      details={"therapist_id": str(therapist.id)}))  # fmt: skip
     return _patient_public(session, cipher, patient)
 
 
-def get_patient(session: Session, store: KeyStore, patient_id: uuid.UUID) -> PatientPublic:
+def get_patient(
+    session: Session, store: KeyStore, actor: Actor, patient_id: uuid.UUID
+) -> PatientPublic:
+    """Read a patient's record (decrypted). The read is audited; authorization is the
+    caller's (see appliance.auth.guards)."""
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise NotFound("no such patient")
-    return _patient_public(session, patient_cipher(store, patient_id), patient)
+    found = _patient_public(session, patient_cipher(store, patient_id), patient)
+    read = AuditEntry("patient.read", "success", "patient", str(patient_id), patient_id)
+    record(session, actor, read)
+    return found
 
 
 def _patient_public(session: Session, cipher: PatientCipher, patient: Patient) -> PatientPublic:
