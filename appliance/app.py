@@ -14,8 +14,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from sqlmodel import Session
 
 from appliance import __version__
+from appliance.auth.controllers import AuthController
+from appliance.clinic.controllers import PatientController
+from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
-from appliance.settings import Settings
+from appliance.settings import Settings, read_secret_file
 from appliance.web.context import RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.health import HealthController
@@ -30,15 +33,18 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
         with ExitStack() as stack:
             if database is None:
                 app.state.database = stack.enter_context(open_database(settings))
+            app.state.server_secret = read_secret_file(settings.secret_key_path)
             yield
 
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, AuthController, PatientController],
         dependencies={"db_session": Provide(_db_session)},
         middleware=[RequestContextMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"settings": settings, "database": database}),
+        state=State(
+            {"settings": settings, "database": database, "keystore": keystore_for(settings)}
+        ),
         openapi_config=OpenAPIConfig(
             title="Clinic appliance API",
             version=__version__,

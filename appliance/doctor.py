@@ -62,10 +62,12 @@ def check_database(database: Database) -> list[Check]:
 def check_audit_privileges(database: Database) -> Check:
     """The role the appliance runs as must not be able to rewrite history."""
     with database.engine.connect() as conn:
-        role, can_change = conn.execute(text(
-            "SELECT current_user, has_table_privilege(current_user, 'audit_events', 'UPDATE')"
-            " OR has_table_privilege(current_user, 'audit_events', 'DELETE')"
-        )).one()  # fmt: skip
+        role, can_change = conn.execute(
+            text(
+                "SELECT current_user, has_table_privilege(current_user, 'audit_events', 'UPDATE')"
+                " OR has_table_privilege(current_user, 'audit_events', 'DELETE')"
+            )
+        ).one()
     if can_change:
         detail = f"role {role} may UPDATE/DELETE audit rows (only the trigger stops it)"
         return Check("audit log", "warn", detail + "; run the appliance as a separate role")

@@ -24,6 +24,17 @@ class Invalid(DomainError):
     title = "Invalid input"
 
 
+class TooManyRequests(DomainError):
+    """Rate limited or throttled; `retry_after` seconds until the caller may try again."""
+
+    status_code = 429
+    title = "Too Many Requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def describe_validation_error(exc: Exception, prefix: str = "invalid input") -> str:
     """One line naming each invalid field and why, without echoing the submitted values."""
     errors = getattr(exc, "errors", None)

@@ -51,10 +51,18 @@ def initialise(settings: Settings) -> InitReport:
             signing_key_id = ensure_signing_key(settings.audit_key_path)
             with database.session() as session:
                 clinic = ensure_clinic(session, settings.clinic.name, settings.clinic.timezone)
-                audit.record(session, cli_actor(), audit.AuditEntry(
-                    "appliance.init", details={"new_data_dir": created, "kek_id": kek.id,
-                                               "audit_key_id": signing_key_id},
-                ))  # fmt: skip
+                audit.record(
+                    session,
+                    cli_actor(),
+                    audit.AuditEntry(
+                        "appliance.init",
+                        details={
+                            "new_data_dir": created,
+                            "kek_id": kek.id,
+                            "audit_key_id": signing_key_id,
+                        },
+                    ),
+                )
                 session.commit()
             revision = current_revision(database.engine)
         _write_marker(settings)

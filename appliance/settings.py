@@ -86,6 +86,15 @@ class SecuritySettings(_Section):
     )(_empty_to_none)
 
 
+class AuthSettings(_Section):
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=12, ge=1, le=24 * 30)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    max_failures_per_account_and_ip: int = Field(default=5, ge=1)
+    max_failures_per_ip: int = Field(default=30, ge=1)
+    require_totp_for_admin: bool = True
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -108,6 +117,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     web: WebSettings = WebSettings()
     security: SecuritySettings = SecuritySettings()
+    auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

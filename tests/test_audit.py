@@ -29,9 +29,11 @@ def test_actions_on_patient_data_are_audited_with_ids_only(
     session: Session, bob: PatientPublic
 ) -> None:
     rows = session.execute(
-        text("SELECT action, object_id, patient_id, row_to_json(audit_events)::text AS raw "
-             "FROM audit_events ORDER BY id")
-    ).all()  # fmt: skip
+        text(
+            "SELECT action, object_id, patient_id, row_to_json(audit_events)::text AS raw "
+            "FROM audit_events ORDER BY id"
+        )
+    ).all()
     actions = [row.action for row in rows]
     assert actions[0] == "appliance.init"
     assert "user.create" in actions
@@ -47,11 +49,14 @@ def test_each_entry_links_to_the_one_before(session: Session, alice: UserPublic)
         assert after.prev_hash == before.hash
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_events SET action = 'nothing.happened'",
-    "DELETE FROM audit_events",
-    "TRUNCATE audit_events",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET action = 'nothing.happened'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+    ],
+)
 def test_the_app_role_cannot_change_or_remove_audit_rows(
     settings: Settings, session: Session, statement: str
 ) -> None:
@@ -130,8 +135,10 @@ def test_a_forged_checkpoint_signature_fails(bundle: dict[str, Any]) -> None:
 def test_export_and_verify_from_the_command_line_offline(
     settings: Settings, bob: PatientPublic, tmp_path: Path
 ) -> None:
-    env = {"APPLIANCE_DATA_DIR": str(settings.data_dir),
-           "APPLIANCE_DATABASE__URL": settings.database.url or ""}  # fmt: skip
+    env = {
+        "APPLIANCE_DATA_DIR": str(settings.data_dir),
+        "APPLIANCE_DATABASE__URL": settings.database.url or "",
+    }
     out = tmp_path / "bundle.json"
     exported = run_cli("audit", "export", "--out", str(out), "--json", env=env)
     assert exported.returncode == 0, exported.stderr

@@ -17,15 +17,27 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 GENESIS = "0" * 64
 ENTRY_FIELDS = (
-    "id", "ts", "actor_id", "actor_role", "action", "object_type", "object_id", "patient_id",
-    "outcome", "ip", "user_agent", "details", "prev_hash",
-)  # fmt: skip
+    "id",
+    "ts",
+    "actor_id",
+    "actor_role",
+    "action",
+    "object_type",
+    "object_id",
+    "patient_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "details",
+    "prev_hash",
+)
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
     """Deterministic JSON: sorted keys, no whitespace, UTF-8, timestamps in UTC ISO 8601."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_plain).encode("utf-8")  # fmt: skip
+    return json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain
+    ).encode("utf-8")
 
 
 def _plain(value: Any) -> str:
@@ -81,8 +93,13 @@ def verify_bundle(bundle: Mapping[str, Any]) -> Verdict:
     previous, position_of = GENESIS, {}
     for position, entry in enumerate(entries, start=1):
         if entry.get("prev_hash") != previous:
-            return _bad(entries, bundle, position, "does not link to the entry before it "
-                        "(an entry was removed, inserted or reordered)")  # fmt: skip
+            return _bad(
+                entries,
+                bundle,
+                position,
+                "does not link to the entry before it "
+                "(an entry was removed, inserted or reordered)",
+            )
         if entry_hash(entry) != entry.get("hash"):
             return _bad(entries, bundle, position, "its content does not match its hash (altered)")
         previous = str(entry["hash"])
@@ -95,8 +112,12 @@ def verify_bundle(bundle: Mapping[str, Any]) -> Verdict:
             return _bad(
                 entries, bundle, None, f"checkpoint {checkpoint.get('id')} names an unknown key"
             )
-        payload = checkpoint_payload(checkpoint["event_id"], checkpoint["event_hash"],
-                                     checkpoint["created_at"], checkpoint["key_id"])  # fmt: skip
+        payload = checkpoint_payload(
+            checkpoint["event_id"],
+            checkpoint["event_hash"],
+            checkpoint["created_at"],
+            checkpoint["key_id"],
+        )
         try:
             key.verify(base64.b64decode(checkpoint["signature"]), payload)
         except (InvalidSignature, ValueError):
@@ -105,9 +126,13 @@ def verify_bundle(bundle: Mapping[str, Any]) -> Verdict:
             )
         if anchor is None or anchor[1] != checkpoint["event_hash"]:
             position = anchor[0] if anchor else len(entries) + 1
-            return _bad(entries, bundle, position,
-                        f"signed checkpoint {checkpoint.get('id')} does not match the chain "
-                        "(entries after it were removed or the chain was rewritten)")  # fmt: skip
+            return _bad(
+                entries,
+                bundle,
+                position,
+                f"signed checkpoint {checkpoint.get('id')} does not match the chain "
+                "(entries after it were removed or the chain was rewritten)",
+            )
     return Verdict(True, len(entries), len(checkpoints))
 
 

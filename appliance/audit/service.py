@@ -98,9 +98,10 @@ def ensure_signing_key(path: Path) -> str:
     """Create the Ed25519 checkpoint key once (0600, separate from the KEK); return its id."""
     if not path.exists():
         pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )  # fmt: skip
+        )
         write_private_file(path, pem, replace=False)
     return key_id(load_signing_key(path).public_key())
 
@@ -120,9 +121,13 @@ def checkpoint(session: Session, signing_key: Ed25519PrivateKey) -> AuditCheckpo
         return None
     created_at = datetime.now(UTC).isoformat()
     signer, signature = sign_checkpoint(signing_key, head.id, head.hash, created_at)
-    mark = AuditCheckpoint(event_id=head.id, event_hash=head.hash,
-                           created_at=datetime.fromisoformat(created_at), key_id=signer,
-                           signature=signature)  # fmt: skip
+    mark = AuditCheckpoint(
+        event_id=head.id,
+        event_hash=head.hash,
+        created_at=datetime.fromisoformat(created_at),
+        key_id=signer,
+        signature=signature,
+    )
     session.add(mark)
     session.flush()
     return mark
@@ -137,11 +142,16 @@ def export_bundle(session: Session, signing_key: Ed25519PrivateKey, out: Path) -
         for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.id)))
     ]
     marks = [
-        {"id": m.id, "event_id": m.event_id, "event_hash": m.event_hash,
-         "created_at": m.created_at.astimezone(UTC).isoformat(), "key_id": m.key_id,
-         "signature": m.signature}
+        {
+            "id": m.id,
+            "event_id": m.event_id,
+            "event_hash": m.event_hash,
+            "created_at": m.created_at.astimezone(UTC).isoformat(),
+            "key_id": m.key_id,
+            "signature": m.signature,
+        }
         for m in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id)))
-    ]  # fmt: skip
+    ]
     public = signing_key.public_key()
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     bundle = {

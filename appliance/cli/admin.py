@@ -179,8 +179,11 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
     require_initialised(settings)
     with open_database(settings) as database, database.session() as session:
         rotation = rotate_kek(keystore_for(settings))  # DB first: a rotation is always audited
-        details = {"old_kek_id": rotation.old_kek_id, "new_kek_id": rotation.new_kek_id,
-                   "rewrapped": rotation.rewrapped}  # fmt: skip
+        details = {
+            "old_kek_id": rotation.old_kek_id,
+            "new_kek_id": rotation.new_kek_id,
+            "rewrapped": rotation.rewrapped,
+        }
         record(session, cli_actor(), AuditEntry("keys.rotate", details=details))
         session.commit()
     emit(

@@ -33,8 +33,11 @@ def audit_checkpoint(data_dir: Path | None, as_json: bool) -> None:
         session.commit()
     if mark is None:
         raise click.ClickException("the audit log is empty; nothing to sign")
-    emit({"id": mark.id, "event_id": mark.event_id, "key_id": mark.key_id}, as_json,
-         f"Checkpoint {mark.id} signs the chain up to entry {mark.event_id}.")  # fmt: skip
+    emit(
+        {"id": mark.id, "event_id": mark.event_id, "key_id": mark.key_id},
+        as_json,
+        f"Checkpoint {mark.id} signs the chain up to entry {mark.event_id}.",
+    )
 
 
 @audit_group.command("export")
@@ -81,9 +84,13 @@ def audit_verify(bundle: Path, expect_key: str | None, as_json: bool) -> None:
     if not verdict.ok:
         raise click.ClickException(f"audit log fails verification: {verdict.reason}")
     emit(
-        {"ok": True, "entries": verdict.entries, "checkpoints": verdict.checkpoints,
-         "key_ids": keys},
+        {
+            "ok": True,
+            "entries": verdict.entries,
+            "checkpoints": verdict.checkpoints,
+            "key_ids": keys,
+        },
         as_json,
         f"OK: {verdict.entries} entries and {verdict.checkpoints} signed checkpoints verify "
         f"(key {', '.join(keys)}).",
-    )  # fmt: skip
+    )

@@ -42,9 +42,19 @@ def erase_patient(
     files = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     shutil.rmtree(folder, ignore_errors=True)
     result = Erasure(patient_id, key_destroyed, patient is not None, files)
-    record(session, actor, AuditEntry(
-        "patient.erase", object_type="patient", object_id=str(patient_id), patient_id=patient_id,
-        details={"key_destroyed": key_destroyed, "rows_deleted": result.rows_deleted,
-                 "files_deleted": files},
-    ))  # fmt: skip
+    record(
+        session,
+        actor,
+        AuditEntry(
+            "patient.erase",
+            object_type="patient",
+            object_id=str(patient_id),
+            patient_id=patient_id,
+            details={
+                "key_destroyed": key_destroyed,
+                "rows_deleted": result.rows_deleted,
+                "files_deleted": files,
+            },
+        ),
+    )
     return result

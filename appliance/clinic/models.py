@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime, LargeBinary, String
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 
@@ -51,6 +51,11 @@ class User(SQLModel, table=True):
     name: str = Field(sa_type=String(200))
     role: str = Field(sa_type=String(16))
     password_hash: str | None = Field(default=None, sa_type=String(256))
+    # TOTP second factor: the secret sealed with a key derived from the session secret file,
+    # and the last accepted time step (codes are single-use).
+    totp_secret_enc: bytes | None = Field(default=None, sa_type=LargeBinary)
+    totp_enabled: bool = False
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 

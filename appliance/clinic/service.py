@@ -56,23 +56,28 @@ def add_user(session: Session, actor: Actor, data: UserCreate) -> UserPublic:
     except IntegrityError:  # a concurrent insert won the race for the unique e-mail
         session.rollback()
         raise Conflict("a user with this e-mail address already exists") from None
-    record(session, actor, AuditEntry("user.create", object_type="user", object_id=str(user.id),
-                                      details={"role": user.role}))  # fmt: skip
-    return _user_public(user)
+    record(
+        session,
+        actor,
+        AuditEntry(
+            "user.create", object_type="user", object_id=str(user.id), details={"role": user.role}
+        ),
+    )
+    return user_public(user)
 
 
 def list_users(session: Session, role: Role | None = None) -> list[UserPublic]:
     query = select(User).order_by(col(User.created_at))
     if role is not None:
         query = query.where(User.role == role.value)
-    return [_user_public(user) for user in session.exec(query)]
+    return [user_public(user) for user in session.exec(query)]
 
 
 def get_user_by_email(session: Session, email: str) -> UserPublic:
     user = session.exec(select(User).where(User.email == email.strip().lower())).first()
     if user is None:
         raise NotFound("no user with this e-mail address")
-    return _user_public(user)
+    return user_public(user)
 
 
 def add_patient(
@@ -100,9 +105,17 @@ def add_patient(
     session.flush()  # the patient row must exist before the assignment references it
     session.add(TherapistAssignment(patient_id=patient_id, therapist_id=therapist.id))
     session.flush()
-    record(session, actor, AuditEntry("patient.create", object_type="patient",
-                                      object_id=str(patient_id), patient_id=patient_id,
-                                      details={"therapist_id": str(therapist.id)}))  # fmt: skip
+    record(
+        session,
+        actor,
+        AuditEntry(
+            "patient.create",
+            object_type="patient",
+            object_id=str(patient_id),
+            patient_id=patient_id,
+            details={"therapist_id": str(therapist.id)},
+        ),
+    )
     return _patient_public(session, cipher, patient)
 
 
@@ -137,7 +150,7 @@ def _patient_public(session: Session, cipher: PatientCipher, patient: Patient) -
     )
 
 
-def _user_public(user: User) -> UserPublic:
+def user_public(user: User) -> UserPublic:
     return UserPublic(
         id=user.id,
         email=user.email,

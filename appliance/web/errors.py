@@ -15,9 +15,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from appliance.errors import DomainError
+from appliance.errors import DomainError, TooManyRequests
 from appliance.logs import request_id_var
 from appliance.web.context import REQUEST_ID_HEADER, access_log, new_request_id
+from appliance.web.security import SECURITY_HEADERS
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -51,7 +52,7 @@ def problem_response(
         {k: v for k, v in body.items() if v is not None},
         status_code=status,
         media_type=PROBLEM_JSON,
-        headers={**(headers or {}), REQUEST_ID_HEADER: request_id},
+        headers={**SECURITY_HEADERS, **(headers or {}), REQUEST_ID_HEADER: request_id},
     )
 
 
@@ -71,6 +72,11 @@ def http_exception_handler(
 def domain_error_handler(
     request: Request[Any, Any, Any], exc: DomainError
 ) -> Response[dict[str, Any]]:
+    if isinstance(exc, TooManyRequests):
+        wait = exc.retry_after
+        return problem_response(
+            request, 429, str(exc), extra={"retry_after": wait}, headers={"Retry-After": str(wait)}
+        )
     return problem_response(request, exc.status_code, str(exc) or exc.title)
 
 

@@ -1,0 +1,164 @@
+"""Signing in and enrolling a second factor. Every outcome is audited and committed here, so a
+refused sign-in leaves its trace even though the request fails."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from appliance.audit.service import Actor, AuditEntry, record
+from appliance.auth import sessions, throttle, totp
+from appliance.auth.models import AuthSession
+from appliance.clinic.models import Role, User
+from appliance.clinic.passwords import hash_password, verify_password
+from appliance.clinic.schemas import UserPublic
+from appliance.clinic.service import user_public
+from appliance.errors import DomainError, Invalid, NotFound, TooManyRequests
+from appliance.settings import Settings
+
+# Verified against when the e-mail is unknown, so both failures cost the same time.
+_DUMMY_HASH = hash_password("not a real password, only for timing")
+
+
+class SignInRefused(DomainError):
+    status_code = 401
+    title = "Unauthorized"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: UserPublic
+    session: sessions.NewSession
+    needs_totp_enrolment: bool
+
+
+def sign_in(
+    session: Session,
+    settings: Settings,
+    server_secret: bytes,
+    *,
+    email: str,
+    password: str,
+    totp_code: str | None,
+    ip: str,
+    user_agent: str | None,
+    replaces: str | None,
+) -> SignIn:
+    account = throttle.account_key(server_secret, email)
+    actor = Actor(role="anonymous", ip=ip, user_agent=user_agent)
+    decision = throttle.login_allowed(session, settings.auth, account, ip)
+    if not decision.allowed:
+        record(session, actor, AuditEntry("auth.login", "denied", details={"reason": "throttled"}))
+        session.commit()
+        raise TooManyRequests("too many failed sign-ins; try again later", decision.retry_after)
+
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    password_ok = verify_password(
+        password, user.password_hash if user and user.password_hash else _DUMMY_HASH
+    )
+    ok = bool(user and user.is_active and user.password_hash and password_ok)
+    reason = "credentials"
+    if ok and user is not None and user.totp_enabled and user.totp_secret_enc is not None:
+        secret = totp.open_secret(server_secret, user.id, user.totp_secret_enc)
+        step = totp.accept(secret, totp_code or "", user.totp_last_step)
+        if step is None:
+            ok, reason = False, "totp"
+        else:
+            user.totp_last_step = step
+            session.add(user)
+
+    if not ok or user is None:
+        throttle.record_failure(session, account, ip, settings.auth)
+        who = Actor(
+            role=user.role if user else "anonymous",
+            user_id=user.id if user else None,
+            ip=ip,
+            user_agent=user_agent,
+        )
+        record(session, who, AuditEntry("auth.login", "failure", details={"reason": reason}))
+        session.commit()
+        if reason == "totp":
+            raise SignInRefused("a valid one-time code from your authenticator is required")
+        raise SignInRefused("invalid e-mail address or password")  # same for unknown users
+
+    throttle.clear_failures(session, account, ip)
+    enrol = (
+        user.role == Role.admin and settings.auth.require_totp_for_admin and not user.totp_enabled
+    )
+    new = sessions.start_session(
+        session, settings, user.id, ip, needs_totp_enrolment=enrol, replaces=replaces
+    )
+    signed_in = Actor(role=user.role, user_id=user.id, ip=ip, user_agent=user_agent)
+    record(session, signed_in, AuditEntry("auth.login", "success", "user", str(user.id)))
+    session.commit()
+    return SignIn(user_public(user), new, enrol)
+
+
+def begin_totp(
+    session: Session, server_secret: bytes, actor: Actor, issuer: str
+) -> tuple[str, str]:
+    """A new (not yet active) secret for the actor; returns (base32 secret, otpauth URI)."""
+    user = _user(session, actor)
+    secret = totp.new_secret()
+    user.totp_secret_enc = totp.seal_secret(server_secret, user.id, secret)
+    user.totp_enabled = False
+    session.add(user)
+    record(
+        session, actor, AuditEntry("auth.totp.begin", object_type="user", object_id=str(user.id))
+    )
+    session.commit()
+    return base64.b32encode(secret).decode(), totp.provisioning_uri(secret, user.email, issuer)
+
+
+def confirm_totp(
+    session: Session, server_secret: bytes, actor: Actor, code: str, token_hash: str | None
+) -> None:
+    user = _user(session, actor)
+    if user.totp_secret_enc is None:
+        raise Invalid("start enrolment first")
+    step = totp.accept(
+        totp.open_secret(server_secret, user.id, user.totp_secret_enc), code, user.totp_last_step
+    )
+    if step is None:
+        record(session, actor, AuditEntry("auth.totp.enable", "failure", "user", str(user.id)))
+        session.commit()
+        raise Invalid("that code is not valid; check the authenticator's clock and try again")
+    user.totp_enabled, user.totp_last_step = True, step
+    session.add(user)
+    if token_hash is not None:
+        current = session.get(AuthSession, token_hash)
+        if current is not None:
+            current.needs_totp_enrolment = False
+            session.add(current)
+    record(session, actor, AuditEntry("auth.totp.enable", "success", "user", str(user.id)))
+    session.commit()
+
+
+def set_active(session: Session, actor: Actor, email: str, active: bool) -> int:
+    """Enable or disable an account; disabling ends every session at once."""
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise NotFound("no user with this e-mail address")
+    user.is_active = active
+    session.add(user)
+    ended = 0 if active else sessions.revoke_all(session, user.id)
+    record(
+        session,
+        actor,
+        AuditEntry(
+            "user.enable" if active else "user.disable",
+            object_type="user",
+            object_id=str(user.id),
+            details={"sessions_ended": ended},
+        ),
+    )
+    return ended
+
+
+def _user(session: Session, actor: Actor) -> User:
+    user = session.get(User, actor.user_id) if actor.user_id else None
+    if user is None:
+        raise NotFound("no such user")
+    return user

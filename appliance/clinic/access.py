@@ -1,0 +1,34 @@
+"""Which patients a principal may see, decided in SQL.
+
+A therapist sees the patients assigned to them, a patient only their own record, an admin
+every patient; an auditor none (auditors read the audit log, not clinical data).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import false
+from sqlmodel import Session, col, select
+
+from appliance.auth.guards import Principal
+from appliance.clinic.models import Patient, Role, TherapistAssignment
+
+
+def visible_patient_ids(principal: Principal) -> Any:
+    query = select(Patient.id)
+    if principal.role == Role.admin:
+        return query
+    if principal.role == Role.therapist:
+        return query.join(
+            TherapistAssignment, col(TherapistAssignment.patient_id) == col(Patient.id)
+        ).where(TherapistAssignment.therapist_id == principal.user_id)
+    if principal.role == Role.patient:
+        return query.where(Patient.user_id == principal.user_id)
+    return query.where(false())
+
+
+def can_see(session: Session, principal: Principal, patient_id: uuid.UUID) -> bool:
+    query = visible_patient_ids(principal).where(Patient.id == patient_id)
+    return session.exec(query).first() is not None
