@@ -183,3 +183,69 @@ def test_keys_rotate_and_patients_erase_from_the_command_line(env: dict[str, str
         run_cli("patients", "erase", "--patient", bob, "--yes", env=env), "no such patient"
     )
     assert_one_line_error(run_cli("patients", "erase", "--patient", "not-a-uuid", "--yes", env=env))
+
+
+def test_access_commands_link_disable_and_issue_keys(env: dict[str, str]) -> None:
+    run_cli("users", "add", "--role", "therapist", "--email", "alice@clinic.example", env=env)
+    run_cli("users", "add", "--role", "patient", "--email", "bob@portal.example", env=env)
+    bob = run_cli(
+        "patients", "add", "--name", "Bob Brennan", "--therapist", "alice@clinic.example", env=env
+    ).stdout.strip()
+    assert (
+        run_cli(
+            "patients", "link", "--patient", bob, "--user", "bob@portal.example", env=env
+        ).returncode
+        == 0
+    )
+    assert_one_line_error(
+        run_cli("patients", "link", "--patient", bob, "--user", "alice@clinic.example", env=env),
+        "role patient",
+    )
+    assert (
+        run_cli(
+            "users",
+            "set-password",
+            "--email",
+            "alice@clinic.example",
+            env=env,
+            stdin="a long and memorable passphrase\n",
+        ).returncode
+        == 0
+    )
+    assert_one_line_error(
+        run_cli("users", "set-password", "--email", "alice@clinic.example", env=env, stdin="short"),
+        "12 to 1024",
+    )
+    key = json.loads(
+        run_cli(
+            "apikeys",
+            "create",
+            "--user",
+            "alice@clinic.example",
+            "--name",
+            "practice system",
+            "--json",
+            env=env,
+        ).stdout
+    )
+    assert key["key"].startswith("apl_")
+    assert key["role"] == "therapist"
+    assert_one_line_error(
+        run_cli(
+            "apikeys",
+            "create",
+            "--user",
+            "alice@clinic.example",
+            "--name",
+            "x",
+            "--role",
+            "admin",
+            env=env,
+        ),
+        "own role",
+    )
+    assert run_cli("apikeys", "revoke", "--id", key["id"], env=env).returncode == 0
+    disabled = json.loads(
+        run_cli("users", "disable", "--email", "alice@clinic.example", "--json", env=env).stdout
+    )
+    assert disabled["sessions_ended"] == 0

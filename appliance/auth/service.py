@@ -157,6 +157,16 @@ def set_active(session: Session, actor: Actor, email: str, active: bool) -> int:
     return ended
 
 
+def set_password(session: Session, actor: Actor, email: str, password: str) -> None:
+    """Set a user's password (Argon2id). The caller has validated its length."""
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None:
+        raise NotFound("no user with this e-mail address")
+    user.password_hash = hash_password(password)
+    session.add(user)
+    record(session, actor, AuditEntry("user.password", object_type="user", object_id=str(user.id)))
+
+
 def _user(session: Session, actor: Actor) -> User:
     user = session.get(User, actor.user_id) if actor.user_id else None
     if user is None:

@@ -89,6 +89,6 @@ def main() -> None:
     logging.captureWarnings(True)
 
 
-from appliance.cli import admin, audit, ops  # noqa: E402  (registers the commands on `main`)
+from appliance.cli import access, admin, audit, ops  # noqa: E402  (registers the commands)
 
-__all__ = ["admin", "audit", "main", "ops", "run"]
+__all__ = ["access", "admin", "audit", "main", "ops", "run"]

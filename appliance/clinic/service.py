@@ -119,6 +119,33 @@ def add_patient(
     return _patient_public(session, cipher, patient)
 
 
+def link_portal_user(session: Session, actor: Actor, patient_id: uuid.UUID, email: str) -> None:
+    """Give a patient record its portal account (a user with role patient)."""
+    patient = session.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound("no such patient")
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None or user.role != Role.patient:
+        raise Invalid("that e-mail does not belong to a user with role patient")
+    taken = session.exec(select(Patient.id).where(Patient.user_id == user.id)).first()
+    if taken is not None and taken != patient_id:
+        raise Conflict("that account is already linked to another patient")
+    patient.user_id = user.id
+    session.add(patient)
+    record(
+        session,
+        actor,
+        AuditEntry(
+            "patient.link_user",
+            "success",
+            "patient",
+            str(patient_id),
+            patient_id,
+            details={"user_id": str(user.id)},
+        ),
+    )
+
+
 def get_patient(
     session: Session, store: KeyStore, actor: Actor, patient_id: uuid.UUID
 ) -> PatientPublic:
