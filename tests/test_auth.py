@@ -18,8 +18,10 @@ from appliance.app import create_app
 from appliance.auth import apikeys, throttle, totp
 from appliance.auth.service import SignInRefused, set_active, set_password, sign_in
 from appliance.clinic import service
+from appliance.clinic.erasure import erase_patient
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientPublic, UserCreate, UserPublic
+from appliance.crypto.service import keystore_for
 from appliance.db import Database
 from appliance.errors import TooManyRequests
 from appliance.settings import Settings, load_settings, read_secret_file
@@ -368,3 +370,18 @@ def test_the_rate_limiter_counts_per_key_and_answers_with_retry_after(session: S
     with pytest.raises(TooManyRequests) as refused:
         throttle.enforce(session, "chat:patient-1", limit=3, window_seconds=3600)
     assert 0 < refused.value.retry_after <= 3600
+
+
+def test_erasing_a_patient_removes_their_portal_account_and_sessions(
+    browser: Browser,
+    session: Session,
+    settings: Settings,
+    people: dict[str, UserPublic],
+    bob: PatientPublic,
+) -> None:
+    client, _ = signed_in(browser, "bob@portal.example")
+    erase_patient(session, keystore_for(settings), CLINIC_IT, settings.files_dir, bob.id)
+    session.commit()
+    assert client.get("/api/v1/auth/me").status_code == 401
+    left = session.execute(text("SELECT count(*) FROM users WHERE email = 'bob@portal.example'"))
+    assert left.scalar_one() == 0

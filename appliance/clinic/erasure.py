@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from appliance.audit.service import Actor, AuditEntry, record
-from appliance.clinic.models import Patient
+from appliance.clinic.models import Patient, Role, User
 from appliance.crypto.keystore import KeyStore
 from appliance.errors import NotFound
 
@@ -35,8 +35,13 @@ def erase_patient(
     key_destroyed = store.destroy(patient_id)
     if patient is None and not key_destroyed:
         raise NotFound("no such patient")
+    portal_user = None
     if patient is not None:
+        portal_user = session.get(User, patient.user_id) if patient.user_id else None
         session.delete(patient)  # assignments and later per-patient tables cascade
+        session.flush()
+    if portal_user is not None and portal_user.role == Role.patient:
+        session.delete(portal_user)  # their login e-mail too; sessions and API keys cascade
         session.flush()
     folder = files_root / str(patient_id)
     files = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
