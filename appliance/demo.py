@@ -107,9 +107,7 @@ def _audit_round_trip(settings: Settings) -> str:
     key = audit.load_signing_key(settings.audit_key_path)
     out = settings.data_dir / "audit-export.json"
     with open_database(settings) as database, database.session() as session:
-        audit.record(session, audit.cli_actor(), audit.AuditEntry("audit.export"))
-        audit.checkpoint(session, key)
-        audit.export_bundle(session, key, out)
+        audit.export_signed(session, audit.cli_actor(), key, out)
         session.commit()
     verdict = verify_bundle(json.loads(out.read_bytes()))
     state = "verify" if verdict.ok else f"FAIL: {verdict.reason}"

@@ -133,6 +133,18 @@ def checkpoint(session: Session, signing_key: Ed25519PrivateKey) -> AuditCheckpo
     return mark
 
 
+def export_signed(
+    session: Session, actor: Actor, signing_key: Ed25519PrivateKey, out: Path
+) -> dict[str, int]:
+    """An export as clinic IT makes it: the export itself is recorded, and the chain's head,
+    that record included, is signed and committed first, so the bundle's tail is always
+    covered and never holds an entry that did not commit."""
+    record(session, actor, AuditEntry("audit.export"))
+    checkpoint(session, signing_key)
+    session.commit()
+    return export_bundle(session, signing_key, out)
+
+
 def export_bundle(session: Session, signing_key: Ed25519PrivateKey, out: Path) -> dict[str, int]:
     """Write entries, checkpoints and the public key to `out` (atomically, 0600)."""
     import base64

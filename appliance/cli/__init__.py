@@ -10,15 +10,19 @@ import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
+from sqlmodel import Session
 
 from appliance import __version__
+from appliance.db import open_database
 from appliance.errors import DomainError, describe_validation_error
+from appliance.instance import require_initialised
 from appliance.logs import configure_logging
 from appliance.modelfiles.manifest import ModelError
 from appliance.pgserver import DatabaseUnavailable
@@ -59,6 +63,17 @@ def one_line_errors(fn: F) -> F:
 
 def settings_for(data_dir: Path | None) -> Settings:
     return load_settings(data_dir=data_dir)
+
+
+@contextmanager
+def data_session(data_dir: Path | None) -> Iterator[tuple[Settings, Session]]:
+    """What most commands need: an initialised appliance's settings and a database session.
+    The session commits when the block succeeds and rolls back when it raises."""
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    with open_database(settings) as database, database.session() as session:
+        yield settings, session
+        session.commit()
 
 
 def emit(payload: Any, as_json: bool, human: str) -> None:

@@ -11,12 +11,17 @@ import click
 from appliance.audit.service import AuditEntry, cli_actor, record
 from appliance.auth import apikeys
 from appliance.auth.service import set_active, set_password
-from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
+from appliance.cli import (
+    data_dir_option,
+    data_session,
+    emit,
+    json_option,
+    main,
+    one_line_errors,
+)
 from appliance.cli.admin import patients, users
 from appliance.clinic.models import Role
 from appliance.clinic.service import link_portal_user
-from appliance.db import open_database
-from appliance.instance import require_initialised
 
 
 @users.command("disable")
@@ -26,11 +31,8 @@ from appliance.instance import require_initialised
 @one_line_errors
 def users_disable(email: str, data_dir: Path | None, as_json: bool) -> None:
     """Disable an account: every session and API key of it stops working at once."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         ended = set_active(session, cli_actor(), email, active=False)
-        session.commit()
     emit({"email": email, "sessions_ended": ended}, as_json, f"Disabled; {ended} sessions ended.")
 
 
@@ -40,11 +42,8 @@ def users_disable(email: str, data_dir: Path | None, as_json: bool) -> None:
 @one_line_errors
 def users_enable(email: str, data_dir: Path | None) -> None:
     """Re-enable a disabled account."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         set_active(session, cli_actor(), email, active=True)
-        session.commit()
     click.echo("Enabled.")
 
 
@@ -57,11 +56,8 @@ def users_set_password(email: str, data_dir: Path | None) -> None:
     password = sys.stdin.read().rstrip("\r\n")
     if not 12 <= len(password) <= 1024:
         raise click.ClickException("the password must be 12 to 1024 characters long")
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         set_password(session, cli_actor(), email, password)
-        session.commit()
     click.echo("Password set.")
 
 
@@ -72,11 +68,8 @@ def users_set_password(email: str, data_dir: Path | None) -> None:
 @one_line_errors
 def patients_link(patient_id: uuid.UUID, email: str, data_dir: Path | None) -> None:
     """Link a patient record to the portal account that may read it."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         link_portal_user(session, cli_actor(), patient_id, email)
-        session.commit()
     click.echo("Linked.")
 
 
@@ -96,9 +89,7 @@ def apikeys_create(
     email: str, name: str, role: str | None, data_dir: Path | None, as_json: bool
 ) -> None:
     """Create a key. It is printed once and cannot be shown again."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         issued = apikeys.issue(session, email, name, Role(role) if role else None)
         record(
             session,
@@ -110,7 +101,6 @@ def apikeys_create(
                 details={"role": issued.role},
             ),
         )
-        session.commit()
     emit({"id": str(issued.id), "key": issued.key, "role": issued.role}, as_json, issued.key)
 
 
@@ -120,14 +110,11 @@ def apikeys_create(
 @one_line_errors
 def apikeys_revoke(key_id: uuid.UUID, data_dir: Path | None) -> None:
     """Revoke a key; requests with it fail from now on."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         apikeys.revoke(session, key_id)
         record(
             session,
             cli_actor(),
             AuditEntry("apikey.revoke", object_type="api_key", object_id=str(key_id)),
         )
-        session.commit()
     click.echo("Revoked.")

@@ -9,14 +9,21 @@ from pathlib import Path
 import click
 
 from appliance.audit.service import AuditEntry, cli_actor, record
-from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
+from appliance.cli import (
+    data_dir_option,
+    data_session,
+    emit,
+    json_option,
+    main,
+    one_line_errors,
+    settings_for,
+)
 from appliance.clinic import service
 from appliance.clinic.erasure import erase_patient
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, UserCreate
 from appliance.crypto.service import keystore_for, rotate_kek
-from appliance.db import open_database
-from appliance.instance import initialise, require_initialised
+from appliance.instance import initialise
 
 
 @main.command()
@@ -76,11 +83,8 @@ def users_add(
         role=Role(role),
         password=password,
     )
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         user = service.add_user(session, cli_actor(), data)
-        session.commit()
     emit(user.model_dump(mode="json"), as_json, str(user.id))
 
 
@@ -91,9 +95,7 @@ def users_add(
 @one_line_errors
 def users_list(role: str | None, data_dir: Path | None, as_json: bool) -> None:
     """List users."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (_, session):
         found = service.list_users(session, Role(role) if role else None)
     rows = [user.model_dump(mode="json") for user in found]
     emit(rows, as_json, "\n".join(f"{u.id}  {u.role:<9}  {u.email}" for u in found))
@@ -116,12 +118,9 @@ def patients_add(
 ) -> None:
     """Add a patient and assign their therapist. Prints the patient id."""
     data = PatientCreate(name=name, email=email, therapist_email=therapist_email)
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    store = keystore_for(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (settings, session):
+        store = keystore_for(settings)
         patient = service.add_patient(session, store, cli_actor(), data)
-        session.commit()
     # Scripts get ids, not the name they just typed: keeps PHI out of their logs.
     emit(
         {
@@ -144,13 +143,10 @@ def patients_erase(patient_id: uuid.UUID, yes: bool, data_dir: Path | None, as_j
     """Erase a patient: destroy their data key (crypto-shredding), rows and files."""
     if not yes:
         raise click.ClickException("erasure cannot be undone; repeat with --yes")
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (settings, session):
         result = erase_patient(
             session, keystore_for(settings), cli_actor(), settings.files_dir, patient_id
         )
-        session.commit()
     emit(
         {
             "id": str(result.patient_id),
@@ -175,9 +171,7 @@ def keys() -> None:
 @one_line_errors
 def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
     """New KEK; re-wrap every patient data key; retire the old KEK. Safe to re-run."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (settings, session):
         rotation = rotate_kek(keystore_for(settings))  # DB first: a rotation is always audited
         details = {
             "old_kek_id": rotation.old_kek_id,
@@ -185,7 +179,6 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
             "rewrapped": rotation.rewrapped,
         }
         record(session, cli_actor(), AuditEntry("keys.rotate", details=details))
-        session.commit()
     emit(
         {
             "id": rotation.new_kek_id,

@@ -9,9 +9,14 @@ import click
 
 from appliance.audit import service as audit
 from appliance.audit.chain import verify_bundle
-from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
-from appliance.db import open_database
-from appliance.instance import require_initialised
+from appliance.cli import (
+    data_dir_option,
+    data_session,
+    emit,
+    json_option,
+    main,
+    one_line_errors,
+)
 
 
 @main.group("audit")
@@ -25,12 +30,9 @@ def audit_group() -> None:
 @one_line_errors
 def audit_checkpoint(data_dir: Path | None, as_json: bool) -> None:
     """Sign the current head of the audit chain."""
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    key = audit.load_signing_key(settings.audit_key_path)
-    with open_database(settings) as database, database.session() as session:
+    with data_session(data_dir) as (settings, session):
+        key = audit.load_signing_key(settings.audit_key_path)
         mark = audit.checkpoint(session, key)
-        session.commit()
     if mark is None:
         raise click.ClickException("the audit log is empty; nothing to sign")
     emit(
@@ -49,14 +51,9 @@ def audit_export(out: Path, data_dir: Path | None, as_json: bool) -> None:
     """Write the whole log with its signed checkpoints and public key to FILE."""
     if not out.parent.is_dir():
         raise click.ClickException(f"the folder {out.parent} does not exist")
-    settings = settings_for(data_dir)
-    require_initialised(settings)
-    key = audit.load_signing_key(settings.audit_key_path)
-    with open_database(settings) as database, database.session() as session:
-        audit.record(session, audit.cli_actor(), audit.AuditEntry("audit.export"))
-        audit.checkpoint(session, key)  # the bundle's tail is always signed
-        counts = audit.export_bundle(session, key, out)
-        session.commit()
+    with data_session(data_dir) as (settings, session):
+        key = audit.load_signing_key(settings.audit_key_path)
+        counts = audit.export_signed(session, audit.cli_actor(), key, out)
     human = f"Exported {counts['entries']} entries, {counts['checkpoints']} checkpoints to {out}."
     emit({"id": str(out), **counts}, as_json, human)
 
