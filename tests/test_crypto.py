@@ -29,7 +29,7 @@ from appliance.crypto.envelope import (
     write_kek_file,
 )
 from appliance.crypto.keystore import KeyMissing, KeyStore
-from appliance.crypto.service import PatientCipher, patient_cipher, rotate_kek
+from appliance.crypto.service import PatientCipher, patient_cipher, purge_retired, rotate_kek
 from appliance.crypto.streams import FileContext, encrypt_to_file
 from appliance.errors import NotFound
 from appliance.settings import Settings
@@ -131,6 +131,15 @@ def test_rotation_rewraps_every_key_and_keeps_data_readable(
     assert (store.retired_dir / f"{before.id}.key").is_file()
     assert service.get_patient(session, store, CLINIC_IT, bob.id).name == "Bob Brennan"
     assert service.get_patient(session, store, CLINIC_IT, charlie.id).name == "Charlie Castellanos"
+
+
+def test_purging_retired_keks_keeps_current_data_readable(
+    session: Session, store: KeyStore, bob: PatientPublic
+) -> None:
+    first = rotate_kek(store)
+    assert purge_retired(store) == [first.old_kek_id]
+    assert list(store.retired_dir.glob("*.key")) == []
+    assert service.get_patient(session, store, CLINIC_IT, bob.id).name == "Bob Brennan"
 
 
 def test_an_interrupted_rotation_stays_readable_and_a_rerun_finishes_it(

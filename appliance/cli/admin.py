@@ -22,7 +22,7 @@ from appliance.clinic import service
 from appliance.clinic.erasure import erase_patient
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, UserCreate
-from appliance.crypto.service import keystore_for, rotate_kek
+from appliance.crypto.service import keystore_for, purge_retired, rotate_kek
 from appliance.instance import initialise
 
 
@@ -189,3 +189,20 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
         f"Rotated {rotation.old_kek_id} -> {rotation.new_kek_id}; "
         f"re-wrapped {rotation.rewrapped} patient keys.",
     )
+
+
+@keys.command("purge-retired")
+@click.option("--yes", is_flag=True, help="Confirm: older key-store backups become unreadable.")
+@data_dir_option
+@json_option
+@one_line_errors
+def keys_purge_retired(yes: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Destroy retired KEKs no patient key depends on any more."""
+    if not yes:
+        raise click.ClickException(
+            "key-store backups from before the last rotation become unreadable; repeat with --yes"
+        )
+    with data_session(data_dir) as (settings, session):
+        purged = purge_retired(keystore_for(settings))
+        record(session, cli_actor(), AuditEntry("keys.purge_retired", details={"kek_ids": purged}))
+    emit({"purged": purged}, as_json, f"Destroyed {len(purged)} retired key-encryption keys.")

@@ -82,3 +82,19 @@ def rotate_kek(store: KeyStore) -> Rotation:
     pending_path.replace(store.current_kek_path)
     fsync_dir(store.keys_dir)
     return Rotation(old_kek_id=old.id, new_kek_id=new.id, rewrapped=rewrapped)
+
+
+def purge_retired(store: KeyStore) -> list[str]:
+    """Destroy retired KEKs that no patient key still depends on. After this, key-store
+    backups older than the last rotation can no longer be unwrapped: that is the point."""
+    in_use = store.wrapped_by()
+    purged = []
+    for path in sorted(store.retired_dir.glob("kek-*.key")) if store.retired_dir.is_dir() else []:
+        kek_id = path.stem
+        if kek_id in in_use:
+            continue
+        path.unlink()
+        purged.append(kek_id)
+    if purged:
+        fsync_dir(store.retired_dir)
+    return purged
