@@ -16,8 +16,10 @@ from sqlmodel import Session
 from appliance import __version__
 from appliance.auth.controllers import AuthController
 from appliance.clinic.controllers import PatientController
+from appliance.consent.controllers import ConsentController
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
+from appliance.recordings.controllers import SessionController
 from appliance.settings import Settings, read_secret_file
 from appliance.web.context import RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS
@@ -37,7 +39,13 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             yield
 
     return Litestar(
-        route_handlers=[HealthController, AuthController, PatientController],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            PatientController,
+            ConsentController,
+            SessionController,
+        ],
         dependencies={"db_session": Provide(_db_session)},
         middleware=[RequestContextMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -28,7 +28,13 @@ from appliance.pgserver import (
 from appliance.settings import Settings
 
 # Every module that defines tables. Alembic and `tables_metadata` import exactly these.
-TABLE_MODULES = ("appliance.clinic.models", "appliance.audit.models", "appliance.auth.models")
+TABLE_MODULES = (
+    "appliance.clinic.models",
+    "appliance.audit.models",
+    "appliance.auth.models",
+    "appliance.consent.models",
+    "appliance.recordings.models",
+)
 
 
 def tables_metadata() -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 APPEND_ONLY_TABLES = ("audit_events", "audit_checkpoints")
+# Ledgers whose rows are never changed, but which erasure deletes with the patient.
+NO_UPDATE_TABLES = ("consent_events",)
 
 
 def ensure_login_role(admin: Engine, role: str) -> None:
@@ -41,6 +43,8 @@ def grant_app_privileges(admin: Engine, role: str) -> bool:
         conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
         for table in APPEND_ONLY_TABLES:
             conn.execute(text(f'REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM "{role}"'))
+        for table in NO_UPDATE_TABLES:
+            conn.execute(text(f'REVOKE UPDATE, TRUNCATE ON {table} FROM "{role}"'))
     return True
 
 

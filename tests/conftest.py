@@ -8,16 +8,20 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
 from psycopg import sql
 from sqlmodel import Session
 
+from appliance.app import create_app
 from appliance.audit.service import Actor
+from appliance.auth.service import set_password
 from appliance.clinic import service
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, PatientPublic, UserCreate, UserPublic
@@ -173,3 +177,81 @@ def run_cli(
         timeout=240,
         check=False,
     )
+
+
+# Signing in over HTTP ----------------------------------------------------------------
+
+PASSWORD = "a long and memorable passphrase"
+
+
+def with_password(session: Session, email: str, role: Role) -> UserPublic:
+    user = service.add_user(
+        session,
+        CLINIC_IT,
+        UserCreate(email=email, name=email.split("@")[0], role=role, password=PASSWORD),
+    )
+    session.commit()
+    return user
+
+
+@pytest.fixture
+def people(
+    session: Session,
+    alice: UserPublic,
+    adam: UserPublic,
+    audrey: UserPublic,
+    bob: PatientPublic,
+    charlie: PatientPublic,
+) -> dict[str, UserPublic]:
+    """alice is the therapist of bob and charlie, who have portal accounts; dora is a
+    therapist with no patients; audrey audits; adam administers. All can sign in."""
+    for user in (alice, adam, audrey):
+        set_password(session, CLINIC_IT, user.email, PASSWORD)
+    found = {"alice": alice, "adam": adam, "audrey": audrey}
+    for name, patient in (("bob", bob), ("charlie", charlie)):
+        found[name] = with_password(session, f"{name}@portal.example", Role.patient)
+        service.link_portal_user(session, CLINIC_IT, patient.id, f"{name}@portal.example")
+    found["dora"] = with_password(session, "dora@clinic.example", Role.therapist)
+    session.commit()
+    return found
+
+
+@pytest.fixture
+def app(settings: Settings, database: Database) -> Litestar:
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def client(app: Litestar) -> Iterator[TestClient[Litestar]]:
+    with TestClient(app=app) as client:
+        yield client
+
+
+def login(client: TestClient[Litestar], email: str, password: str = PASSWORD, **extra: Any) -> Any:
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password, **extra})
+
+
+Browser = Callable[[], TestClient[Litestar]]
+
+
+@pytest.fixture
+def browser(settings: Settings, database: Database) -> Iterator[Browser]:
+    """Opens browsers: each its own cookie jar (and app instance, as a real process would be)."""
+    opened: list[TestClient[Litestar]] = []
+
+    def open_one() -> TestClient[Litestar]:
+        client = TestClient(app=create_app(settings, database))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield open_one
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def signed_in(browser: Browser, email: str) -> tuple[TestClient[Litestar], str]:
+    client = browser()
+    response = login(client, email)
+    assert response.status_code == 200, response.text
+    return client, response.json()["csrf_token"]

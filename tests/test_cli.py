@@ -249,3 +249,69 @@ def test_access_commands_link_disable_and_issue_keys(env: dict[str, str]) -> Non
         run_cli("users", "disable", "--email", "alice@clinic.example", "--json", env=env).stdout
     )
     assert disabled["sessions_ended"] == 0
+
+
+def test_sessions_add_and_release_from_the_command_line(env: dict[str, str]) -> None:
+    run_cli("users", "add", "--role", "therapist", "--email", "alice@clinic.example", env=env)
+    run_cli("users", "add", "--role", "therapist", "--email", "dora@clinic.example", env=env)
+    bob = run_cli(
+        "patients", "add", "--name", "Bob Brennan", "--therapist", "alice@clinic.example", env=env
+    ).stdout.strip()
+    made = run_cli(
+        "sessions",
+        "add",
+        "--patient",
+        bob,
+        "--therapist",
+        "alice@clinic.example",
+        "--date",
+        "2026-11-14",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    session_id = made.stdout.strip()
+    assert_one_line_error(
+        run_cli(
+            "sessions",
+            "add",
+            "--patient",
+            bob,
+            "--therapist",
+            "dora@clinic.example",
+            "--date",
+            "2026-11-14",
+            env=env,
+        ),
+        "assigned therapists",
+    )
+    assert_one_line_error(
+        run_cli(
+            "sessions",
+            "add",
+            "--patient",
+            bob,
+            "--therapist",
+            "alice@clinic.example",
+            "--date",
+            "14/11/2026",
+            env=env,
+        ),
+        "--date",
+    )
+    assert_one_line_error(
+        run_cli(
+            "sessions", "release", "--session", session_id, "--by", "dora@clinic.example", env=env
+        ),
+        "no such session",
+    )
+    released = run_cli(
+        "sessions",
+        "release",
+        "--session",
+        session_id,
+        "--by",
+        "alice@clinic.example",
+        "--json",
+        env=env,
+    )
+    assert json.loads(released.stdout)["released"] is True

@@ -12,11 +12,12 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from appliance.audit.service import Actor
+from appliance.audit.service import Actor, cli_actor
 from appliance.auth import apikeys, sessions
 from appliance.clinic.models import Role, User
+from appliance.errors import NotFound
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -26,7 +27,7 @@ CSRF_HEADER = "x-csrf-token"
 class Principal:
     user_id: uuid.UUID
     role: Role
-    via: Literal["session", "api_key"]
+    via: Literal["session", "api_key", "cli"]
     ip: str
     user_agent: str | None
     token_hash: str | None = None
@@ -86,3 +87,12 @@ def provide_principal(
         row.csrf_token,
         row.needs_totp_enrolment,
     )
+
+
+def cli_principal(session: Session, email: str) -> Principal:
+    """The staff member named by a CLI command's `--by`: same checks as their web sign-in
+    would get, recorded as done at the server's shell."""
+    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    if user is None or not user.is_active:
+        raise NotFound("no active user with this e-mail address")
+    return Principal(user.id, Role(user.role), "cli", "local", cli_actor().user_agent)

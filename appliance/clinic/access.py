@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy import false
 from sqlmodel import Session, col, select
 
+from appliance.audit.service import AuditEntry, record
 from appliance.auth.guards import Principal
 from appliance.clinic.models import Patient, Role, TherapistAssignment
+from appliance.errors import NotFound
 
 
 def visible_patient_ids(principal: Principal) -> Any:
@@ -32,3 +34,18 @@ def visible_patient_ids(principal: Principal) -> Any:
 def can_see(session: Session, principal: Principal, patient_id: uuid.UUID) -> bool:
     query = visible_patient_ids(principal).where(Patient.id == patient_id)
     return session.exec(query).first() is not None
+
+
+def require_visible(
+    session: Session, principal: Principal, patient_id: uuid.UUID, action: str
+) -> None:
+    """404 for a patient the principal may not see, exactly as for one that does not exist;
+    the attempt is audited (and committed, though the request fails)."""
+    if not can_see(session, principal, patient_id):
+        record(
+            session,
+            principal.actor(),
+            AuditEntry(action, "denied", "patient", str(patient_id), patient_id),
+        )
+        session.commit()
+        raise NotFound("no such patient")

@@ -16,7 +16,6 @@ from appliance.auth.guards import Principal, provide_principal
 from appliance.clinic import access, service
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientPublic
-from appliance.errors import NotFound
 
 CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
 
@@ -48,20 +47,7 @@ class PatientController(Controller):
         state: State,
     ) -> PatientPublic:
         principal.require(*CLINICAL_ROLES)
-        if not access.can_see(db_session, principal, patient_id):
-            record(
-                db_session,
-                principal.actor(),
-                AuditEntry(
-                    "patient.read",
-                    "denied",
-                    "patient",
-                    str(patient_id),
-                    patient_id,
-                ),
-            )
-            db_session.commit()
-            raise NotFound("no such patient")
+        access.require_visible(db_session, principal, patient_id, "patient.read")
         found = service.get_patient(db_session, state.keystore, principal.actor(), patient_id)
         db_session.commit()
         return found

@@ -1,0 +1,104 @@
+"""Therapy sessions over HTTP: create, list with cursor pagination, read, update, release."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from litestar import Controller, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from sqlmodel import Session
+
+from appliance.auth.guards import Principal, provide_principal
+from appliance.clinic import access
+from appliance.clinic.models import Role
+from appliance.recordings import service
+from appliance.recordings.schemas import SessionCreate, SessionPage, SessionPublic, SessionUpdate
+
+STAFF = (Role.admin, Role.therapist)
+CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
+
+
+class SessionController(Controller):
+    path = "/api/v1/sessions"
+    tags = ["sessions"]
+    dependencies = {"principal": Provide(provide_principal, sync_to_thread=True)}
+
+    @post("/", sync_to_thread=True)
+    def create(
+        self,
+        data: JSONBody[SessionCreate],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> SessionPublic:
+        principal.require(*STAFF)
+        access.require_visible(db_session, principal, data.patient_id, "session.create")
+        created = service.add_session(db_session, principal.actor(), data)
+        db_session.commit()
+        return created
+
+    @get("/", sync_to_thread=True)
+    def list_sessions(
+        self,
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        patient_id: FromQuery[uuid.UUID | None] = None,
+        therapist_id: FromQuery[uuid.UUID | None] = None,
+        date_from: FromQuery[date | None] = None,
+        date_to: FromQuery[date | None] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=service.MAX_PAGE)] = 50,
+    ) -> SessionPage:
+        """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
+        principal.require(*CLINICAL_ROLES)
+        return service.list_sessions(
+            db_session,
+            access.visible_patient_ids(principal),
+            patient_id=patient_id,
+            therapist_id=therapist_id,
+            date_from=date_from,
+            date_to=date_to,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @get("/{session_id:uuid}", sync_to_thread=True)
+    def read(
+        self,
+        session_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> SessionPublic:
+        principal.require(*CLINICAL_ROLES)
+        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        return SessionPublic.model_validate(row, from_attributes=True)
+
+    @patch("/{session_id:uuid}", sync_to_thread=True)
+    def update(
+        self,
+        session_id: FromPath[uuid.UUID],
+        data: JSONBody[SessionUpdate],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> SessionPublic:
+        principal.require(*STAFF)
+        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        updated = service.update_session(db_session, principal.actor(), row, data)
+        db_session.commit()
+        return updated
+
+    @post("/{session_id:uuid}/release", sync_to_thread=True)
+    def release(
+        self,
+        session_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> SessionPublic:
+        """Let the patient ask about this session (a therapist of the patient only)."""
+        principal.require(Role.therapist)
+        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        released = service.release(db_session, principal.actor(), row)
+        db_session.commit()
+        return released

@@ -1,0 +1,39 @@
+"""What crosses HTTP for therapy sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlmodel import SQLModel
+
+from appliance.recordings.models import SessionStatus
+
+
+class SessionCreate(SQLModel):
+    patient_id: uuid.UUID
+    session_date: date
+    # Default: the signed-in therapist. Admins name one of the patient's therapists.
+    therapist_id: uuid.UUID | None = None
+
+
+class SessionUpdate(SQLModel):
+    session_date: date | None = None
+    status: SessionStatus | None = None
+
+
+class SessionPublic(SQLModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    therapist_id: uuid.UUID
+    session_date: date
+    status: str
+    released: bool
+    released_at: datetime | None
+    created_at: datetime
+
+
+class SessionPage(SQLModel):
+    items: list[SessionPublic]
+    next_cursor: str | None
+    has_more: bool
