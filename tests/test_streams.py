@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -11,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from appliance.crypto.envelope import DecryptionFailed, new_data_key
-from appliance.crypto.streams import HEADER, TAG, FileContext, decrypt_file, encrypt_to_file
+from appliance.crypto.streams import (
+    HEADER,
+    TAG,
+    DecryptingReader,
+    FileContext,
+    decrypt_file,
+    encrypt_to_file,
+)
 
 CHUNK = 4096
 CONTEXT = FileContext("recording", uuid.uuid4(), uuid.uuid4())
@@ -99,3 +108,19 @@ def test_memory_stays_constant_for_a_large_recording(tmp_path: Path) -> None:
     assert written == total == 256 * 1024 * 1024
     assert encrypt_peak < 8 * 1024 * 1024
     assert decrypt_peak < 8 * 1024 * 1024
+
+
+def test_the_decrypting_reader_seeks_and_reads_like_the_plain_file(tmp_path: Path) -> None:
+    dek, data = new_data_key(), os.urandom(5 * CHUNK + 123)
+    path = tmp_path / "rec.enc"
+    encrypt_to_file(dek, [data], path, CONTEXT, chunk_size=CHUNK)
+    reader = DecryptingReader(dek, path, CONTEXT)
+    plain = io.BytesIO(data)
+    assert reader.seek(0, io.SEEK_END) == len(data)
+    rng = random.Random(7)
+    for _ in range(200):
+        offset, size = rng.randrange(len(data) + 10), rng.randrange(1, 3 * CHUNK)
+        reader.seek(offset)
+        plain.seek(offset)
+        assert reader.read(size) == plain.read(size)
+    reader.close()

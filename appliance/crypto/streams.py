@@ -9,12 +9,14 @@ or truncated away without the decryption failing.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +43,62 @@ class FileContext:
         return f"file|{self.kind}|{self.object_id}|{self.patient_id}|{self.key_version}".encode()
 
 
+class EncryptingWriter:
+    """Push-style encryption into `destination`: `write()` as bytes arrive (an upload),
+    `commit()` when they end. Until `commit()` the data sits in a hidden temp file; `abort()`
+    (or any exception inside `with`) removes it, so no partial file ever has the real name."""
+
+    def __init__(
+        self, dek: bytes, destination: Path, context: FileContext, chunk_size: int = DEFAULT_CHUNK
+    ) -> None:
+        if not 0 < chunk_size <= MAX_CHUNK:
+            raise ValueError("chunk size out of range")
+        destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.destination, self.size = destination, 0
+        self._chunk, self._index, self._buffer = chunk_size, 0, bytearray()
+        self._header = HEADER.pack(MAGIC, VERSION, chunk_size, os.urandom(8))
+        self._aead, self._aad = AESGCM(dek), context.associated_data()
+        self._tmp = temp_path_for(destination)
+        self._out = self._tmp.open("xb")
+        os.chmod(self._tmp, 0o600)
+        self._out.write(self._header)
+
+    def write(self, piece: bytes) -> None:
+        self._buffer += piece
+        self.size += len(piece)
+        offset = 0
+        while len(self._buffer) - offset > self._chunk:  # hold one chunk back: the last?
+            chunk = bytes(self._buffer[offset : offset + self._chunk])
+            self._out.write(self._seal(chunk, last=False))
+            offset += self._chunk
+        del self._buffer[:offset]
+
+    def commit(self) -> int:
+        self._out.write(self._seal(bytes(self._buffer), last=True))
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+        self._tmp.replace(self.destination)
+        fsync_dir(self.destination.parent)
+        return self.size
+
+    def abort(self) -> None:
+        self._out.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> EncryptingWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or not self._out.closed:
+            self.abort()
+
+    def _seal(self, data: bytes, *, last: bool) -> bytes:
+        sealed = _seal(self._aead, self._header, self._aad, self._index, data, last=last)
+        self._index += 1
+        return sealed
+
+
 def encrypt_to_file(
     dek: bytes,
     chunks: Iterable[bytes],
@@ -48,43 +106,74 @@ def encrypt_to_file(
     context: FileContext,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> int:
-    """Encrypt a stream of bytes into `destination`; returns the plaintext size.
+    """Encrypt a stream of bytes into `destination` atomically; returns the plaintext size."""
+    with EncryptingWriter(dek, destination, context, chunk_size) as writer:
+        for piece in chunks:
+            writer.write(piece)
+        return writer.commit()
 
-    Written to a temp file in the same directory, fsynced, then renamed: readers see the whole
-    file or none of it, and a failure (or a crash) leaves no partial file under the real name.
-    """
-    if not 0 < chunk_size <= MAX_CHUNK:
-        raise ValueError("chunk size out of range")
-    destination.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    header = HEADER.pack(MAGIC, VERSION, chunk_size, os.urandom(8))
-    aead, aad = AESGCM(dek), context.associated_data()
-    tmp = temp_path_for(destination)
-    total = 0
-    try:
-        with tmp.open("xb") as out:
-            os.chmod(tmp, 0o600)
-            out.write(header)
-            index = 0
-            buffer = bytearray()
-            for piece in chunks:
-                buffer += piece
-                offset = 0
-                while len(buffer) - offset > chunk_size:  # hold one chunk back: the last?
-                    chunk = bytes(buffer[offset : offset + chunk_size])
-                    out.write(_seal(aead, header, aad, index, chunk, last=False))
-                    offset += chunk_size
-                    index += 1
-                del buffer[:offset]
-                total += offset
-            out.write(_seal(aead, header, aad, index, bytes(buffer), last=True))
-            total += len(buffer)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(destination)
-        fsync_dir(destination.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return total
+
+class DecryptingReader(io.RawIOBase):
+    """A seekable, read-only file object over an encrypted file, decrypting one chunk at a
+    time: lets PyAV probe and decode a recording without plaintext ever reaching the disk."""
+
+    def __init__(self, dek: bytes, source: Path, context: FileContext) -> None:
+        super().__init__()
+        self._file = source.open("rb")
+        header = self._file.read(HEADER.size)
+        if len(header) != HEADER.size:
+            raise DecryptionFailed("not an encrypted recording")
+        magic, version, chunk_size, _ = HEADER.unpack(header)
+        if magic != MAGIC or version != VERSION or not 0 < chunk_size <= MAX_CHUNK:
+            raise DecryptionFailed("not an encrypted recording")
+        self._header, self._chunk = header, chunk_size
+        self._aead, self._aad = AESGCM(dek), context.associated_data()
+        sealed_size = source.stat().st_size - HEADER.size
+        self._chunks = max(1, -(-sealed_size // (chunk_size + TAG)))
+        last_sealed = sealed_size - (self._chunks - 1) * (chunk_size + TAG)
+        self._length = (self._chunks - 1) * chunk_size + max(0, last_sealed - TAG)
+        self._pos, self._cached = 0, (-1, b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill as much of `buffer` as the file holds from the current position."""
+        view, filled = memoryview(buffer).cast("B"), 0
+        while filled < len(view) and self._pos < self._length:
+            index, within = divmod(self._pos, self._chunk)
+            plain = self._plain_chunk(index)[within:]
+            count = min(len(view) - filled, len(plain))
+            view[filled : filled + count] = plain[:count]
+            filled += count
+            self._pos += count
+        return filled
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def _plain_chunk(self, index: int) -> bytes:
+        if self._cached[0] != index:
+            self._file.seek(HEADER.size + index * (self._chunk + TAG))
+            sealed = self._file.read(self._chunk + TAG)
+            last = index == self._chunks - 1
+            self._cached = (
+                index,
+                _open(self._aead, self._header, self._aad, index, sealed, last=last),
+            )
+        return self._cached[1]
 
 
 def decrypt_file(dek: bytes, source: Path, context: FileContext) -> Iterator[bytes]:
