@@ -95,6 +95,11 @@ class AuthSettings(_Section):
     require_totp_for_admin: bool = True
 
 
+class RecordingsSettings(_Section):
+    max_upload_mb: int = Field(default=2048, ge=1, le=64 * 1024)
+    max_duration_minutes: int = Field(default=240, ge=1, le=24 * 60)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -118,6 +123,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     security: SecuritySettings = SecuritySettings()
     auth: AuthSettings = AuthSettings()
+    recordings: RecordingsSettings = RecordingsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

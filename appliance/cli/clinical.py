@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from appliance.audit.service import cli_actor
 from appliance.auth.guards import cli_principal
 from appliance.cli import data_dir_option, data_session, emit, json_option, main, one_line_errors
 from appliance.clinic import access
@@ -15,9 +16,11 @@ from appliance.clinic.models import Role
 from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
-from appliance.errors import Invalid
+from appliance.errors import Invalid, NotFound
+from appliance.recordings import ingest
 from appliance.recordings import service as sessions
-from appliance.recordings.schemas import SessionCreate
+from appliance.recordings.models import TherapySession
+from appliance.recordings.schemas import SessionCreate, UploadAccepted
 
 
 def parse_purposes(value: str) -> list[Purpose]:
@@ -135,3 +138,38 @@ def sessions_release(
         row = sessions.get_session(session, access.visible_patient_ids(principal), session_id)
         released = sessions.release(session, principal.actor(), row)
     emit(released.model_dump(mode="json"), as_json, f"Released session {released.id}.")
+
+
+@main.command("ingest")
+@click.option("--session", "session_id", type=click.UUID, required=True)
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--idempotency-key", default=None, help="Makes a retried ingest a no-op.")
+@data_dir_option
+@json_option
+@one_line_errors
+def ingest_command(
+    session_id: uuid.UUID,
+    file: Path,
+    idempotency_key: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Ingest a recording for a session: the same path as the upload endpoint."""
+    with data_session(data_dir) as (settings, session):
+        row = session.get(TherapySession, session_id)
+        if row is None:
+            raise NotFound("no such session")
+        prepared = ingest.prepare(
+            session, settings, keystore_for(settings), cli_actor(), row, file.name, idempotency_key
+        )
+        if not isinstance(prepared, ingest.Accepted):
+            try:
+                with file.open("rb") as handle:
+                    while piece := handle.read(1024 * 1024):
+                        prepared.write(piece)
+            except BaseException:
+                prepared.abort()
+                raise
+            prepared = prepared.finish(session)
+    payload = UploadAccepted.of(prepared).model_dump(mode="json")
+    emit({"id": payload["recording_id"], **payload}, as_json, str(prepared.recording_id))

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, patch, post
+import anyio
+from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_202_ACCEPTED
 from sqlmodel import Session
 
 from appliance.auth.guards import Principal, provide_principal
 from appliance.clinic import access
 from appliance.clinic.models import Role
-from appliance.recordings import service
-from appliance.recordings.schemas import SessionCreate, SessionPage, SessionPublic, SessionUpdate
+from appliance.errors import Invalid
+from appliance.recordings import ingest, service
+from appliance.recordings.probe import TooLarge
+from appliance.recordings.schemas import (
+    SessionCreate,
+    SessionPage,
+    SessionPublic,
+    SessionUpdate,
+    UploadAccepted,
+)
+from appliance.settings import Settings
 
 STAFF = (Role.admin, Role.therapist)
 CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
@@ -88,6 +100,47 @@ class SessionController(Controller):
         updated = service.update_session(db_session, principal.actor(), row, data)
         db_session.commit()
         return updated
+
+    @post(
+        "/{session_id:uuid}/recording",
+        status_code=HTTP_202_ACCEPTED,
+        request_max_body_size=None,  # the cap is ours, enforced while streaming (413)
+    )
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        session_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+        filename: Annotated[str | None, QueryParameter(max_length=255)] = None,
+    ) -> UploadAccepted:
+        """Stream a recording (raw body). Encrypted as it arrives; proven to be audio by
+        decoding; `Idempotency-Key` makes a retry return the first upload."""
+        principal.require(*STAFF)
+        settings: Settings = state.settings
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.recordings.max_upload_mb * 1024 * 1024:
+            raise TooLarge(f"recordings are limited to {settings.recordings.max_upload_mb} MB")
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 128:
+            raise Invalid("Idempotency-Key must be 1 to 128 characters")
+        visible = access.visible_patient_ids(principal)
+        row = await anyio.to_thread.run_sync(service.get_session, db_session, visible, session_id)
+        prepared = await anyio.to_thread.run_sync(
+            lambda: ingest.prepare(
+                db_session, settings, state.keystore, principal.actor(), row, filename, key
+            )
+        )
+        if isinstance(prepared, ingest.Accepted):
+            return UploadAccepted.of(prepared)
+        try:
+            async for piece in request.stream():
+                prepared.write(piece)  # encrypts in ~1 MiB chunks; cheap next to the network
+        except BaseException:
+            prepared.abort()
+            raise
+        return UploadAccepted.of(await anyio.to_thread.run_sync(prepared.finish, db_session))
 
     @post("/{session_id:uuid}/release", sync_to_thread=True)
     def release(

@@ -1,4 +1,4 @@
-"""Therapy sessions (appointments). Recordings and their jobs join these in the ingest work."""
+"""Therapy sessions (appointments) and their uploaded recordings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, DateTime, String
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from appliance.clinic.models import utcnow
@@ -35,4 +43,29 @@ class TherapySession(SQLModel, table=True):
     released: bool = False
     released_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     released_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Recording(SQLModel, table=True):
+    """An uploaded recording: the encrypted file's metadata. The original file name is sealed
+    (names like "bob-brennan-session-3.m4a" are PHI); the file on disk has a generated name."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        UniqueConstraint("session_id", "idempotency_key", name="recordings_idempotency"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="therapy_sessions.id", index=True, ondelete="CASCADE")
+    patient_id: uuid.UUID = Field(foreign_key="patients.id", index=True, ondelete="CASCADE")
+    original_name_enc: bytes | None = Field(default=None, sa_type=LargeBinary)
+    size_bytes: int = Field(sa_type=BigInteger)
+    sha256: str = Field(sa_type=String(64))
+    container: str = Field(sa_type=String(32))
+    codec: str = Field(sa_type=String(32))
+    duration_seconds: float
+    sample_rate: int
+    channels: int
+    idempotency_key: str | None = Field(default=None, sa_type=String(128))
+    uploaded_by: uuid.UUID | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

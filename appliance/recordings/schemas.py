@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from sqlmodel import SQLModel
 
@@ -37,3 +38,21 @@ class SessionPage(SQLModel):
     items: list[SessionPublic]
     next_cursor: str | None
     has_more: bool
+
+
+class UploadAccepted(SQLModel):
+    session_id: uuid.UUID
+    recording_id: uuid.UUID
+    duration_seconds: float
+    size_bytes: int
+    replayed: bool
+
+    @classmethod
+    def of(cls, accepted: Any) -> UploadAccepted:
+        return cls(
+            session_id=accepted.session_id,
+            recording_id=accepted.recording_id,
+            duration_seconds=accepted.duration_seconds,
+            size_bytes=accepted.size_bytes,
+            replayed=accepted.replayed,
+        )
