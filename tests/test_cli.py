@@ -315,3 +315,19 @@ def test_sessions_add_and_release_from_the_command_line(env: dict[str, str]) -> 
         env=env,
     )
     assert json.loads(released.stdout)["released"] is True
+
+
+def test_bench_prints_each_figure_beside_its_library_call(tmp_path: Path) -> None:
+    result = run_cli(
+        "bench", "--size-mb", "2", "--runs", "1", "--json", "--data-dir", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["rows"]}
+    assert {
+        "aes-gcm, in memory (library)",
+        "encrypted upload write",
+        "pyav decode, plain file (library)",
+        "pyav decode, decrypting reader",
+    } == set(rows)
+    assert all(row["mib_per_s"] > 0 for row in rows.values())
+    assert list(tmp_path.iterdir()) == []  # its scratch files are gone

@@ -125,3 +125,19 @@ def demo(data_dir: Path | None) -> None:
     from appliance.demo import run_demo
 
     run_demo(settings_for(data_dir), click.echo)
+
+
+@main.command()
+@click.option("--size-mb", type=click.IntRange(1, 8192), default=256, show_default=True)
+@click.option("--runs", type=click.IntRange(1, 20), default=3, show_default=True)
+@data_dir_option
+@json_option
+@one_line_errors
+def bench(size_mb: int, runs: int, data_dir: Path | None, as_json: bool) -> None:
+    """Measure the upload path (encryption, audio proof) beside the raw library calls."""
+    from appliance import bench as benchmarks
+
+    settings = settings_for(data_dir)
+    folder = settings.data_dir if settings.data_dir.is_dir() else None  # same disk as uploads
+    result = benchmarks.report(size_mb, runs, folder)
+    emit(result, as_json, benchmarks.render(result))
