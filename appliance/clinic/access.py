@@ -17,6 +17,10 @@ from appliance.auth.guards import Principal
 from appliance.clinic.models import Patient, Role, TherapistAssignment
 from appliance.errors import NotFound
 
+# Who may touch clinical data at all (auditors read the audit log, not clinical data).
+CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
+STAFF = (Role.admin, Role.therapist)
+
 
 def visible_patient_ids(principal: Principal) -> Any:
     query = select(Patient.id)

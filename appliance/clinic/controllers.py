@@ -14,10 +14,7 @@ from sqlmodel import Session
 from appliance.audit.service import AuditEntry, record
 from appliance.auth.guards import Principal, provide_principal
 from appliance.clinic import access, service
-from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientPublic
-
-CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
 
 
 class PatientController(Controller):
@@ -30,7 +27,7 @@ class PatientController(Controller):
         self, principal: NamedDependency[Principal], db_session: NamedDependency[Session]
     ) -> list[uuid.UUID]:
         """Ids of the patients the caller may see (names only in the single-patient read)."""
-        principal.require(*CLINICAL_ROLES)
+        principal.require(*access.CLINICAL_ROLES)
         ids = list(db_session.exec(access.visible_patient_ids(principal)))
         record(
             db_session, principal.actor(), AuditEntry("patient.list", details={"count": len(ids)})
@@ -46,7 +43,7 @@ class PatientController(Controller):
         db_session: NamedDependency[Session],
         state: State,
     ) -> PatientPublic:
-        principal.require(*CLINICAL_ROLES)
+        principal.require(*access.CLINICAL_ROLES)
         access.require_visible(db_session, principal, patient_id, "patient.read")
         found = service.get_patient(db_session, state.keystore, principal.actor(), patient_id)
         db_session.commit()

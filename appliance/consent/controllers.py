@@ -18,8 +18,6 @@ from appliance.consent import service
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.consent.schemas import ConsentCheck, ConsentEventPublic, ConsentRequest, ConsentState
 
-CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
-
 
 class ConsentController(Controller):
     path = "/api/v1/consent"
@@ -80,14 +78,14 @@ class ConsentController(Controller):
 
 
 def _readable(session: Session, principal: Principal, patient_id: uuid.UUID) -> None:
-    principal.require(*CLINICAL_ROLES)
+    principal.require(*access.CLINICAL_ROLES)
     access.require_visible(session, principal, patient_id, "consent.read")
 
 
 def _change(
     session: Session, principal: Principal, data: ConsentRequest, status: ConsentStatus
 ) -> list[ConsentEventPublic]:
-    principal.require(*CLINICAL_ROLES)
+    principal.require(*access.CLINICAL_ROLES)
     access.require_visible(session, principal, data.patient_id, f"consent.{status.value}")
     method = data.method
     if principal.role == Role.patient:

@@ -29,9 +29,6 @@ from appliance.recordings.schemas import (
 )
 from appliance.settings import Settings
 
-STAFF = (Role.admin, Role.therapist)
-CLINICAL_ROLES = (Role.admin, Role.therapist, Role.patient)
-
 
 class SessionController(Controller):
     path = "/api/v1/sessions"
@@ -45,7 +42,7 @@ class SessionController(Controller):
         principal: NamedDependency[Principal],
         db_session: NamedDependency[Session],
     ) -> SessionPublic:
-        principal.require(*STAFF)
+        principal.require(*access.STAFF)
         access.require_visible(db_session, principal, data.patient_id, "session.create")
         created = service.add_session(db_session, principal.actor(), data)
         db_session.commit()
@@ -64,7 +61,7 @@ class SessionController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=service.MAX_PAGE)] = 50,
     ) -> SessionPage:
         """Newest first. Pass `next_cursor` back as `cursor` for the next page."""
-        principal.require(*CLINICAL_ROLES)
+        principal.require(*access.CLINICAL_ROLES)
         return service.list_sessions(
             db_session,
             access.visible_patient_ids(principal),
@@ -83,7 +80,7 @@ class SessionController(Controller):
         principal: NamedDependency[Principal],
         db_session: NamedDependency[Session],
     ) -> SessionPublic:
-        principal.require(*CLINICAL_ROLES)
+        principal.require(*access.CLINICAL_ROLES)
         row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
         return SessionPublic.model_validate(row, from_attributes=True)
 
@@ -95,7 +92,7 @@ class SessionController(Controller):
         principal: NamedDependency[Principal],
         db_session: NamedDependency[Session],
     ) -> SessionPublic:
-        principal.require(*STAFF)
+        principal.require(*access.STAFF)
         row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
         updated = service.update_session(db_session, principal.actor(), row, data)
         db_session.commit()
@@ -117,7 +114,7 @@ class SessionController(Controller):
     ) -> UploadAccepted:
         """Stream a recording (raw body). Encrypted as it arrives; proven to be audio by
         decoding; `Idempotency-Key` makes a retry return the first upload."""
-        principal.require(*STAFF)
+        principal.require(*access.STAFF)
         settings: Settings = state.settings
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.recordings.max_upload_mb * 1024 * 1024:
