@@ -6,33 +6,51 @@ it (ingest a recorded session, transcribe, diarize, embed, answer a patient's qu
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
 import time
 import urllib.request
+import uuid
+import wave
 from collections.abc import Callable
+from datetime import date
 
 from sqlmodel import select
 
 from appliance.audit import service as audit
 from appliance.audit.chain import verify_bundle
 from appliance.audit.service import cli_actor
+from appliance.auth.guards import cli_principal
 from appliance.clinic import service
 from appliance.clinic.models import Role, TherapistAssignment
 from appliance.clinic.schemas import PatientCreate, UserCreate
+from appliance.consent import service as consent
+from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
 from appliance.doctor import check_models
 from appliance.instance import initialise
 from appliance.modelfiles.manifest import ModelError
+from appliance.recordings import ingest
+from appliance.recordings import service as sessions
+from appliance.recordings.models import TherapySession
+from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings
 
 DEMO_THERAPIST = "therapist@demo.clinic.invalid"
 DEMO_PATIENTS = ("Robin Example", "Sam Example")
 
+DEMO_DIALOGUE = (
+    "Welcome back. Last week we agreed on some homework.",
+    "Yes. I went for a ten minute walk every morning, and I wrote down one good thing each "
+    "evening.",
+    "That is great. Let us keep the walks, and add five minutes of breathing before bed.",
+)
+
 NOT_YET_BUILT = (
-    "ingest a recorded session (consent, encrypted upload, job queue)",
+    "run the processing jobs over the recording (job queue and worker)",
     "transcribe it with faster-whisper and separate the speakers",
     "chunk and embed the transcript into pgvector",
     "answer a patient's question with citations from the local LLM",
@@ -63,17 +81,22 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     ready, schema_paths = _probe_web(settings)
     say(f"   /health/ready -> {ready['status']}; OpenAPI at /schema lists {schema_paths} paths")
 
-    say("5. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
+    say("5. Taking a recorded session in: consent, a session, a spoken recording (the packaged")
+    say("   Piper voice reads a short dialogue), then the upload path: encrypted as it is")
+    say("   written, proven to be audio by decoding it ...")
+    say(f"   {_ingest_demo_recording(settings, patient_ids[0])}")
+
+    say("6. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
     say("Not done, because this build does not have it yet:")
     for item in NOT_YET_BUILT:
         say(f"   - {item}")
-    say("No recording was processed and no question was answered.")
+    say("The recording is stored encrypted but was not transcribed; no question was answered.")
 
 
-def _ensure_demo_people(settings: Settings) -> list[object]:
+def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
     store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
         existing = [
@@ -101,6 +124,64 @@ def _ensure_demo_people(settings: Settings) -> list[object]:
         ]
         session.commit()
         return list(ids)
+
+
+def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> str:
+    store = keystore_for(settings)
+    with open_database(settings) as database, database.session() as session:
+        therapist = cli_principal(session, DEMO_THERAPIST)
+        actor = therapist.actor()
+        if not consent.is_granted(session, patient_id, Purpose.recording):
+            consent.change(
+                session,
+                actor,
+                patient_id,
+                [Purpose.recording],
+                ConsentStatus.granted,
+                ConsentMethod.in_person,
+            )
+        existing = sessions.list_sessions(session, [patient_id], limit=1).items
+        session_id = (
+            existing[0].id
+            if existing
+            else sessions.add_session(
+                session, actor, SessionCreate(patient_id=patient_id, session_date=date.today())
+            ).id
+        )
+        session.commit()
+        row = session.get(TherapySession, session_id)
+        assert row is not None
+        prepared = ingest.prepare(
+            session,
+            settings,
+            store,
+            actor,
+            row,
+            "demo-session.wav",
+            idempotency_key="demo-recording-1",
+        )
+        if isinstance(prepared, ingest.Accepted):
+            return f"already ingested earlier: recording {prepared.recording_id}"
+        prepared.write(_speak(settings))
+        done = prepared.finish(session)
+    return (
+        f"recording {done.recording_id}: {done.duration_seconds:.1f} s, "
+        f"{done.size_bytes / 1024:.0f} KiB, stored encrypted under {settings.files_dir}"
+    )
+
+
+def _speak(settings: Settings) -> bytes:
+    """The demo dialogue as WAV bytes, synthesised in memory (never written in clear)."""
+    from piper import PiperVoice
+
+    folder = settings.resolved_models_dir / "piper-joe-us"
+    voice = PiperVoice.load(
+        folder / "en_US-joe-medium.onnx", config_path=folder / "en_US-joe-medium.onnx.json"
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        voice.synthesize_wav(" ".join(DEMO_DIALOGUE), wav)
+    return buffer.getvalue()
 
 
 def _audit_round_trip(settings: Settings) -> str:

@@ -141,3 +141,16 @@ def test_init_refuses_to_rekey_a_database_whose_key_file_was_lost(tmp_path: Path
     assert result.returncode == 1
     assert "restore the key file" in result.stderr
     assert not (data_dir / "keys" / "kek.key").exists()
+
+
+def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    first = run_cli("demo", "--data-dir", str(data_dir))
+    assert first.returncode == 0, first.stderr
+    assert "/health/ready -> ready" in first.stdout
+    assert "s, " in first.stdout.split("5. Taking")[1]  # the recording's duration
+    assert "checkpoints verify" in first.stdout
+    assert "was not transcribed; no question was answered" in first.stdout
+    again = run_cli("demo", "--data-dir", str(data_dir))
+    assert again.returncode == 0, again.stderr
+    assert "already ingested earlier" in again.stdout
