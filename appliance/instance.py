@@ -21,6 +21,7 @@ from appliance.audit import service as audit
 from appliance.audit.service import cli_actor, ensure_signing_key
 from appliance.clinic.schemas import ClinicPublic
 from appliance.clinic.service import ensure_clinic
+from appliance.crypto.atomic import write_private_file
 from appliance.crypto.envelope import Kek, generate_kek, load_kek, write_kek_file
 from appliance.crypto.service import keystore_for
 from appliance.db import current_revision, open_database, upgrade_to_head
@@ -147,13 +148,8 @@ def _ensure_keys(settings: Settings, engine: Engine) -> Kek:
 
 
 def _ensure_secret(path: Path) -> None:
-    if path.exists():
-        return
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(secrets.token_hex(32))
-    tmp.chmod(0o600)
-    tmp.rename(path)
+    if not path.exists():
+        write_private_file(path, secrets.token_hex(32).encode(), replace=False)
 
 
 def _write_marker(settings: Settings) -> None:

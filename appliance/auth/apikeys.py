@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from appliance.auth.models import ApiKey
 from appliance.clinic.models import Role, User
+from appliance.clinic.service import find_user
 from appliance.errors import Invalid, NotFound
 
 PREFIX = "apl_"
@@ -27,7 +28,7 @@ class IssuedKey:
 
 def issue(session: Session, user_email: str, name: str, role: Role | None = None) -> IssuedKey:
     """A key acting as `user_email`, scoped to `role` (at most the user's own role)."""
-    user = session.exec(select(User).where(User.email == user_email.strip().lower())).first()
+    user = find_user(session, user_email)
     if user is None or not user.is_active:
         raise NotFound("no active user with this e-mail address")
     scope = role.value if role is not None else user.role

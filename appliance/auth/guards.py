@@ -12,11 +12,12 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from appliance.audit.service import Actor, cli_actor
 from appliance.auth import apikeys, sessions
 from appliance.clinic.models import Role, User
+from appliance.clinic.service import find_user
 from appliance.errors import NotFound
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -92,7 +93,7 @@ def provide_principal(
 def cli_principal(session: Session, email: str) -> Principal:
     """The staff member named by a CLI command's `--by`: same checks as their web sign-in
     would get, recorded as done at the server's shell."""
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     if user is None or not user.is_active:
         raise NotFound("no active user with this e-mail address")
     return Principal(user.id, Role(user.role), "cli", "local", cli_actor().user_agent)

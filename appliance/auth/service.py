@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from appliance.audit.service import Actor, AuditEntry, record
 from appliance.auth import sessions, throttle, totp
@@ -14,7 +14,7 @@ from appliance.auth.models import AuthSession
 from appliance.clinic.models import Role, User
 from appliance.clinic.passwords import hash_password, verify_password
 from appliance.clinic.schemas import UserPublic
-from appliance.clinic.service import user_public
+from appliance.clinic.service import find_user, user_public
 from appliance.errors import DomainError, Invalid, NotFound, TooManyRequests
 from appliance.settings import Settings
 
@@ -54,7 +54,7 @@ def sign_in(
         session.commit()
         raise TooManyRequests("too many failed sign-ins; try again later", decision.retry_after)
 
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     password_ok = verify_password(
         password, user.password_hash if user and user.password_hash else _DUMMY_HASH
     )
@@ -138,7 +138,7 @@ def confirm_totp(
 
 def set_active(session: Session, actor: Actor, email: str, active: bool) -> int:
     """Enable or disable an account; disabling ends every session at once."""
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     if user is None:
         raise NotFound("no user with this e-mail address")
     user.is_active = active
@@ -159,7 +159,7 @@ def set_active(session: Session, actor: Actor, email: str, active: bool) -> int:
 
 def set_password(session: Session, actor: Actor, email: str, password: str) -> None:
     """Set a user's password (Argon2id). The caller has validated its length."""
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     if user is None:
         raise NotFound("no user with this e-mail address")
     user.password_hash = hash_password(password)

@@ -41,7 +41,7 @@ def get_clinic(session: Session) -> ClinicPublic:
 
 def add_user(session: Session, actor: Actor, data: UserCreate) -> UserPublic:
     clinic = get_clinic(session)
-    if session.exec(select(User.id).where(User.email == data.email)).first() is not None:
+    if find_user(session, data.email) is not None:
         raise Conflict("a user with this e-mail address already exists")
     user = User(
         clinic_id=clinic.id,
@@ -73,8 +73,13 @@ def list_users(session: Session, role: Role | None = None) -> list[UserPublic]:
     return [user_public(user) for user in session.exec(query)]
 
 
+def find_user(session: Session, email: str) -> User | None:
+    """The account with this e-mail address (compared as stored: trimmed, lower case)."""
+    return session.exec(select(User).where(User.email == email.strip().lower())).first()
+
+
 def get_user_by_email(session: Session, email: str) -> UserPublic:
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     if user is None:
         raise NotFound("no user with this e-mail address")
     return user_public(user)
@@ -85,7 +90,7 @@ def add_patient(
 ) -> PatientPublic:
     """Create a patient with encrypted identity fields and assign their therapist."""
     clinic = get_clinic(session)
-    therapist = session.exec(select(User).where(User.email == data.therapist_email)).first()
+    therapist = find_user(session, data.therapist_email)
     if therapist is None:
         raise NotFound("no therapist with this e-mail address")
     if therapist.role != Role.therapist or not therapist.is_active:
@@ -124,7 +129,7 @@ def link_portal_user(session: Session, actor: Actor, patient_id: uuid.UUID, emai
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise NotFound("no such patient")
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
+    user = find_user(session, email)
     if user is None or user.role != Role.patient:
         raise Invalid("that e-mail does not belong to a user with role patient")
     taken = session.exec(select(Patient.id).where(Patient.user_id == user.id)).first()
