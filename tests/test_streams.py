@@ -124,3 +124,12 @@ def test_the_decrypting_reader_seeks_and_reads_like_the_plain_file(tmp_path: Pat
         plain.seek(offset)
         assert reader.read(size) == plain.read(size)
     reader.close()
+
+
+def test_a_file_cut_down_to_its_header_is_truncated_not_empty(tmp_path: Path) -> None:
+    dek, path = sealed(tmp_path, b"session audio")
+    path.write_bytes(path.read_bytes()[: HEADER.size + 5])
+    with pytest.raises(DecryptionFailed, match="truncated"):
+        DecryptingReader(dek, path, CONTEXT)
+    with pytest.raises(DecryptionFailed, match="truncated"):
+        b"".join(decrypt_file(dek, path, CONTEXT))

@@ -120,18 +120,24 @@ class DecryptingReader(io.RawIOBase):
     def __init__(self, dek: bytes, source: Path, context: FileContext) -> None:
         super().__init__()
         self._file = source.open("rb")
-        header = self._file.read(HEADER.size)
-        if len(header) != HEADER.size:
-            raise DecryptionFailed("not an encrypted recording")
-        magic, version, chunk_size, _ = HEADER.unpack(header)
-        if magic != MAGIC or version != VERSION or not 0 < chunk_size <= MAX_CHUNK:
-            raise DecryptionFailed("not an encrypted recording")
-        self._header, self._chunk = header, chunk_size
+        try:
+            header = self._file.read(HEADER.size)
+            if len(header) != HEADER.size:
+                raise DecryptionFailed("not an encrypted recording")
+            magic, version, chunk_size, _ = HEADER.unpack(header)
+            if magic != MAGIC or version != VERSION or not 0 < chunk_size <= MAX_CHUNK:
+                raise DecryptionFailed("not an encrypted recording")
+            sealed_size = source.stat().st_size - HEADER.size
+            chunks = max(1, -(-sealed_size // (chunk_size + TAG)))
+            last_sealed = sealed_size - (chunks - 1) * (chunk_size + TAG)
+            if last_sealed < TAG:  # not even the final chunk's tag: cut short
+                raise DecryptionFailed("the recording is truncated")
+        except BaseException:
+            self._file.close()
+            raise
+        self._header, self._chunk, self.chunk_count = header, chunk_size, chunks
         self._aead, self._aad = AESGCM(dek), context.associated_data()
-        sealed_size = source.stat().st_size - HEADER.size
-        self._chunks = max(1, -(-sealed_size // (chunk_size + TAG)))
-        last_sealed = sealed_size - (self._chunks - 1) * (chunk_size + TAG)
-        self._length = (self._chunks - 1) * chunk_size + max(0, last_sealed - TAG)
+        self._length = (chunks - 1) * chunk_size + last_sealed - TAG
         self._pos, self._cached = 0, (-1, b"")
 
     def readable(self) -> bool:
@@ -153,7 +159,7 @@ class DecryptingReader(io.RawIOBase):
         view, filled = memoryview(buffer).cast("B"), 0
         while filled < len(view) and self._pos < self._length:
             index, within = divmod(self._pos, self._chunk)
-            plain = self._plain_chunk(index)[within:]
+            plain = self.chunk(index)[within:]
             count = min(len(view) - filled, len(plain))
             view[filled : filled + count] = plain[:count]
             filled += count
@@ -164,11 +170,12 @@ class DecryptingReader(io.RawIOBase):
         self._file.close()
         super().close()
 
-    def _plain_chunk(self, index: int) -> bytes:
+    def chunk(self, index: int) -> bytes:
+        """Plaintext of chunk `index`, authenticated (the last one as the last)."""
         if self._cached[0] != index:
             self._file.seek(HEADER.size + index * (self._chunk + TAG))
             sealed = self._file.read(self._chunk + TAG)
-            last = index == self._chunks - 1
+            last = index == self.chunk_count - 1
             self._cached = (
                 index,
                 _open(self._aead, self._header, self._aad, index, sealed, last=last),
@@ -179,25 +186,9 @@ class DecryptingReader(io.RawIOBase):
 def decrypt_file(dek: bytes, source: Path, context: FileContext) -> Iterator[bytes]:
     """Yield the plaintext chunk by chunk (constant memory). Raises DecryptionFailed on any
     tampering, truncation or wrong key/context, before yielding the damaged chunk."""
-    aead, aad = AESGCM(dek), context.associated_data()
-    size = source.stat().st_size
-    with source.open("rb") as handle:
-        header = handle.read(HEADER.size)
-        if len(header) != HEADER.size:
-            raise DecryptionFailed("not an encrypted recording")
-        magic, version, chunk_size, _ = HEADER.unpack(header)
-        if magic != MAGIC or version != VERSION or not 0 < chunk_size <= MAX_CHUNK:
-            raise DecryptionFailed("not an encrypted recording")
-        index = 0
-        while True:
-            sealed = handle.read(chunk_size + TAG)
-            last = handle.tell() >= size
-            if len(sealed) < TAG:
-                raise DecryptionFailed("the recording is truncated")
-            yield _open(aead, header, aad, index, sealed, last=last)
-            if last:
-                return
-            index += 1
+    with DecryptingReader(dek, source, context) as reader:
+        for index in range(reader.chunk_count):
+            yield reader.chunk(index)
 
 
 def _nonce(header: bytes, index: int) -> bytes:
