@@ -99,11 +99,9 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
 def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
     store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
-        existing = [
-            u for u in service.list_users(session, Role.therapist) if u.email == DEMO_THERAPIST
-        ]
-        if existing:
-            therapist_id = existing[0].id
+        existing = service.find_user(session, DEMO_THERAPIST)
+        if existing is not None:
+            therapist_id = existing.id
             ids = session.exec(
                 select(TherapistAssignment.patient_id).where(
                     TherapistAssignment.therapist_id == therapist_id
