@@ -19,6 +19,8 @@ from appliance.clinic.controllers import PatientController
 from appliance.consent.controllers import ConsentController
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
+from appliance.jobs.controllers import JobController
+from appliance.jobs.tasks import JobQueue
 from appliance.recordings.controllers import SessionController
 from appliance.settings import Settings, read_secret_file
 from appliance.web.context import RequestContextMiddleware
@@ -45,13 +47,19 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             PatientController,
             ConsentController,
             SessionController,
+            JobController,
         ],
         dependencies={"db_session": Provide(_db_session)},
         middleware=[RequestContextMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State(
-            {"settings": settings, "database": database, "keystore": keystore_for(settings)}
+            {
+                "settings": settings,
+                "database": database,
+                "keystore": keystore_for(settings),
+                "queue": JobQueue(settings),
+            }
         ),
         openapi_config=OpenAPIConfig(
             title="Clinic appliance API",

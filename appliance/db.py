@@ -34,6 +34,8 @@ TABLE_MODULES = (
     "appliance.auth.models",
     "appliance.consent.models",
     "appliance.recordings.models",
+    "appliance.jobs.models",
+    "appliance.pipeline.models",
 )
 
 

@@ -100,6 +100,20 @@ class RecordingsSettings(_Section):
     max_duration_minutes: int = Field(default=240, ge=1, le=24 * 60)
 
 
+class JobsSettings(_Section):
+    # A running job holds a lease; a worker that dies stops renewing it, and the sweep puts the
+    # job back in the queue once it has expired. Stages renew it as they report progress.
+    lease_seconds: int = Field(default=120, ge=1, le=24 * 3600)
+    # Attempts before a job is dead (shown in the console with a retry button).
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Wait before retry n: backoff_seconds * 2**(n-1), capped at an hour.
+    backoff_seconds: int = Field(default=10, ge=0, le=3600)
+    # Jobs a worker process runs at once (threads).
+    worker_threads: int = Field(default=1, ge=1, le=64)
+    # How often the worker re-queues jobs whose lease expired.
+    sweep_seconds: int = Field(default=30, ge=1, le=3600)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -124,6 +138,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     auth: AuthSettings = AuthSettings()
     recordings: RecordingsSettings = RecordingsSettings()
+    jobs: JobsSettings = JobsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)
@@ -176,6 +191,11 @@ class Settings(BaseSettings):
     def files_dir(self) -> Path:
         """Encrypted per-patient files (recordings, evidence), one folder per patient id."""
         return self.data_dir / "files"
+
+    @property
+    def queue_path(self) -> Path:
+        """Huey's SQLite file: it only wakes workers; the jobs table is the truth."""
+        return self.data_dir / "queue.sqlite3"
 
     @property
     def marker_path(self) -> Path:

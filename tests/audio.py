@@ -16,10 +16,10 @@ FORMATS = {  # name: (container format, codec, sample rate)
 }
 
 
-def make_audio(kind: str = "wav", seconds: float = 2.0) -> bytes:
+def make_audio(kind: str = "wav", seconds: float = 2.0, amplitude: int = 8000) -> bytes:
     container_format, codec, rate = FORMATS[kind]
     samples = int(seconds * rate)
-    tone = (np.sin(np.arange(samples) * 2 * np.pi * 220 / rate) * 8000).astype(np.int16)
+    tone = (np.sin(np.arange(samples) * 2 * np.pi * 220 / rate) * amplitude).astype(np.int16)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")

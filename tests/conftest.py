@@ -255,3 +255,36 @@ def signed_in(browser: Browser, email: str) -> tuple[TestClient[Litestar], str]:
     response = login(client, email)
     assert response.status_code == 200, response.text
     return client, response.json()["csrf_token"]
+
+
+def signed_in_admin(browser: Browser) -> tuple[TestClient[Litestar], str]:
+    """adam, signed in with his second factor enrolled (admins can do nothing before that)."""
+    import base64
+
+    from appliance.auth import totp
+
+    client, csrf = signed_in(browser, "adam@clinic.example")
+    setup = client.post("/api/v1/auth/totp/setup", headers={"X-CSRF-Token": csrf}).json()
+    code = totp.code_for(base64.b32decode(setup["secret"]))
+    confirmed = client.post(
+        "/api/v1/auth/totp/confirm", json={"code": code}, headers={"X-CSRF-Token": csrf}
+    )
+    assert confirmed.status_code == 204, confirmed.text
+    return client, csrf
+
+
+def add_recording(
+    session: Session,
+    settings: Settings,
+    store: KeyStore,
+    therapy_session: Any,
+    audio: bytes,
+    name: str = "session.wav",
+) -> Any:
+    """A recording through the upload path (consent, encryption, probe decode, job rows)."""
+    from appliance.recordings import ingest
+
+    prepared = ingest.prepare(session, settings, store, CLINIC_IT, therapy_session, name, None)
+    assert not isinstance(prepared, ingest.Accepted)
+    prepared.write(audio)
+    return prepared.finish(session)

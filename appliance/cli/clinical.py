@@ -10,13 +10,24 @@ import click
 
 from appliance.audit.service import cli_actor
 from appliance.auth.guards import cli_principal
-from appliance.cli import data_dir_option, data_session, emit, json_option, main, one_line_errors
+from appliance.cli import (
+    data_dir_option,
+    data_session,
+    emit,
+    json_option,
+    main,
+    one_line_errors,
+    settings_for,
+)
 from appliance.clinic import access
 from appliance.clinic.models import Role
 from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
+from appliance.db import open_database
 from appliance.errors import Invalid, NotFound
+from appliance.instance import require_initialised
+from appliance.jobs.models import JobState
 from appliance.recordings import ingest
 from appliance.recordings import service as sessions
 from appliance.recordings.models import TherapySession
@@ -144,6 +155,12 @@ def sessions_release(
 @click.option("--session", "session_id", type=click.UUID, required=True)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--idempotency-key", default=None, help="Makes a retried ingest a no-op.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Return when every stage has finished (exit 1 if one failed); runs them here when "
+    "no worker is running.",
+)
 @data_dir_option
 @json_option
 @one_line_errors
@@ -151,25 +168,54 @@ def ingest_command(
     session_id: uuid.UUID,
     file: Path,
     idempotency_key: str | None,
+    wait: bool,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Ingest a recording for a session: the same path as the upload endpoint."""
-    with data_session(data_dir) as (settings, session):
-        row = session.get(TherapySession, session_id)
-        if row is None:
-            raise NotFound("no such session")
-        prepared = ingest.prepare(
-            session, settings, keystore_for(settings), cli_actor(), row, file.name, idempotency_key
+    from appliance.cli.jobs import wait_for_recording
+    from appliance.jobs.tasks import JobQueue
+
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    with open_database(settings) as database:
+        with database.session() as session:
+            row = session.get(TherapySession, session_id)
+            if row is None:
+                raise NotFound("no such session")
+            prepared = ingest.prepare(
+                session,
+                settings,
+                keystore_for(settings),
+                cli_actor(),
+                row,
+                file.name,
+                idempotency_key,
+            )
+            if not isinstance(prepared, ingest.Accepted):
+                try:
+                    with file.open("rb") as handle:
+                        while piece := handle.read(1024 * 1024):
+                            prepared.write(piece)
+                except BaseException:
+                    prepared.abort()
+                    raise
+                prepared = prepared.finish(session)
+                JobQueue(settings).wake()
+        payload = UploadAccepted.of(prepared).model_dump(mode="json")
+        if not wait:
+            emit({"id": payload["recording_id"], **payload}, as_json, str(prepared.recording_id))
+            return
+        finished = wait_for_recording(settings, database, prepared.recording_id)
+    payload["jobs"] = [
+        {"id": str(j.id), "stage": j.stage, "state": j.state, "last_error": j.last_error}
+        for j in finished
+    ]
+    failed = [j for j in finished if j.state != JobState.succeeded.value]
+    lines = [f"  {j.stage}: {j.state} {j.last_error or ''}".rstrip() for j in finished]
+    human = "\n".join([str(prepared.recording_id), *lines])
+    emit({"id": payload["recording_id"], **payload}, as_json, human)
+    if failed:
+        raise click.ClickException(
+            "stages did not finish: " + ", ".join(f"{j.stage} {j.state}" for j in failed)
         )
-        if not isinstance(prepared, ingest.Accepted):
-            try:
-                with file.open("rb") as handle:
-                    while piece := handle.read(1024 * 1024):
-                        prepared.write(piece)
-            except BaseException:
-                prepared.abort()
-                raise
-            prepared = prepared.finish(session)
-    payload = UploadAccepted.of(prepared).model_dump(mode="json")
-    emit({"id": payload["recording_id"], **payload}, as_json, str(prepared.recording_id))

@@ -91,6 +91,13 @@ def change(
         if store is None or files_root is None:
             raise ValueError("evidence needs the key store and the files folder")
         evidence_sha = _store_evidence(store, files_root, patient_id, evidence)
+    cancelled = 0
+    if status == ConsentStatus.revoked:
+        from appliance.jobs import service as jobs  # jobs depend on consent, not the reverse
+
+        # Waits for stages committing output under the old consent, then cancels what waits.
+        jobs.lock_consent(session, patient_id, exclusive=True)
+        cancelled = jobs.cancel_waiting(session, patient_id, purposes)
     rows = []
     for purpose in dict.fromkeys(purposes):  # de-duplicated, order kept
         row = ConsentEvent(
@@ -120,6 +127,7 @@ def change(
                 "purposes": [p.value for p in purposes],
                 "method": method.value,
                 "evidence": evidence_sha is not None,
+                **({"jobs_cancelled": cancelled} if cancelled else {}),
             },
         ),
     )

@@ -23,6 +23,7 @@ from appliance.recordings.probe import TooLarge
 from appliance.recordings.schemas import (
     SessionCreate,
     SessionPage,
+    SessionProgress,
     SessionPublic,
     SessionUpdate,
     UploadAccepted,
@@ -137,7 +138,22 @@ class SessionController(Controller):
         except BaseException:
             prepared.abort()
             raise
-        return UploadAccepted.of(await anyio.to_thread.run_sync(prepared.finish, db_session))
+        done = await anyio.to_thread.run_sync(prepared.finish, db_session)
+        if not done.replayed:
+            state.queue.wake()
+        return UploadAccepted.of(done)
+
+    @get("/{session_id:uuid}/status", sync_to_thread=True)
+    def status(
+        self,
+        session_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> SessionProgress:
+        """Each recording's pipeline stages with state, progress and the last error."""
+        principal.require(*access.STAFF)
+        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        return service.progress(db_session, row)
 
     @post("/{session_id:uuid}/release", sync_to_thread=True)
     def release(

@@ -21,6 +21,7 @@ from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
 from appliance.crypto.service import patient_cipher
 from appliance.crypto.streams import DecryptingReader, EncryptingWriter, FileContext
+from appliance.jobs import service as jobs
 from appliance.recordings.models import Recording, SessionStatus, TherapySession
 from appliance.recordings.probe import EmptyUpload, TooLarge, probe
 from appliance.settings import Settings
@@ -35,6 +36,7 @@ class Accepted:
     duration_seconds: float
     size_bytes: int
     replayed: bool  # True when an Idempotency-Key matched an earlier upload
+    jobs: tuple[tuple[uuid.UUID, str, str], ...] = ()  # (job id, stage, state), in stage order
 
 
 class IncomingRecording:
@@ -49,6 +51,7 @@ class IncomingRecording:
         original_name: str | None,
         idempotency_key: str | None,
     ) -> None:
+        self.settings = settings
         self.therapy_session, self.actor = therapy_session, actor
         self.original_name, self.idempotency_key = original_name, idempotency_key
         self.max_bytes = settings.recordings.max_upload_mb * 1024 * 1024
@@ -107,6 +110,16 @@ class IncomingRecording:
                 ),
             )
             session.add(row)
+            session.flush()
+            from appliance.pipeline.stages import pipeline
+
+            jobs.create_for_recording(
+                session,
+                row.id,
+                row.patient_id,
+                pipeline().values(),
+                self.settings.jobs.max_attempts,
+            )
             self.therapy_session.status = SessionStatus.recorded.value
             session.add(self.therapy_session)
             record(
@@ -132,12 +145,12 @@ class IncomingRecording:
             earlier = find_by_key(session, self.therapy_session.id, self.idempotency_key)
             if earlier is None:
                 raise
-            return accepted(earlier, replayed=True)
+            return accepted(session, earlier, replayed=True)
         except BaseException:
+            self.abort()  # first: a dead database connection can make the rollback raise too
             session.rollback()
-            self.abort()
             raise
-        return accepted(row, replayed=False)
+        return accepted(session, row, replayed=False)
 
 
 def prepare(
@@ -153,7 +166,7 @@ def prepare(
     consent.require(session, actor, therapy_session.patient_id, Purpose.recording)
     earlier = find_by_key(session, therapy_session.id, idempotency_key)
     if earlier is not None:
-        return accepted(earlier, replayed=True)
+        return accepted(session, earlier, replayed=True)
     return IncomingRecording(
         settings, store, therapy_session, actor, original_name, idempotency_key
     )
@@ -169,5 +182,6 @@ def find_by_key(session: Session, session_id: uuid.UUID, key: str | None) -> Rec
     ).first()
 
 
-def accepted(row: Recording, *, replayed: bool) -> Accepted:
-    return Accepted(row.session_id, row.id, row.duration_seconds, row.size_bytes, replayed)
+def accepted(session: Session, row: Recording, *, replayed: bool) -> Accepted:
+    stages = tuple((job.id, job.stage, job.state) for job in jobs.for_recording(session, row.id))
+    return Accepted(row.session_id, row.id, row.duration_seconds, row.size_bytes, replayed, stages)

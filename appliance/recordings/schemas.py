@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from appliance.jobs.schemas import JobPublic
 from appliance.recordings.models import SessionStatus
 
 
@@ -40,12 +41,19 @@ class SessionPage(SQLModel):
     has_more: bool
 
 
+class JobRef(SQLModel):
+    id: uuid.UUID
+    stage: str
+    state: str
+
+
 class UploadAccepted(SQLModel):
     session_id: uuid.UUID
     recording_id: uuid.UUID
     duration_seconds: float
     size_bytes: int
     replayed: bool
+    jobs: list[JobRef]  # follow them at GET /api/v1/sessions/{session_id}/status
 
     @classmethod
     def of(cls, accepted: Any) -> UploadAccepted:
@@ -55,4 +63,19 @@ class UploadAccepted(SQLModel):
             duration_seconds=accepted.duration_seconds,
             size_bytes=accepted.size_bytes,
             replayed=accepted.replayed,
+            jobs=[JobRef(id=i, stage=stage, state=state) for i, stage, state in accepted.jobs],
         )
+
+
+class RecordingProgress(SQLModel):
+    recording_id: uuid.UUID
+    created_at: datetime
+    duration_seconds: float
+    stages: list[JobPublic]  # in pipeline order
+    done: bool  # every stage succeeded
+
+
+class SessionProgress(SQLModel):
+    session_id: uuid.UUID
+    status: str
+    recordings: list[RecordingProgress]  # newest first

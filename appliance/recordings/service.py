@@ -16,8 +16,17 @@ from sqlmodel import Session, col, select
 from appliance.audit.service import Actor, AuditEntry, record
 from appliance.clinic.models import Patient, Role, TherapistAssignment
 from appliance.errors import Invalid, NotFound
-from appliance.recordings.models import TherapySession
-from appliance.recordings.schemas import SessionCreate, SessionPage, SessionPublic, SessionUpdate
+from appliance.jobs import service as jobs
+from appliance.jobs.schemas import JobPublic
+from appliance.recordings.models import Recording, TherapySession
+from appliance.recordings.schemas import (
+    RecordingProgress,
+    SessionCreate,
+    SessionPage,
+    SessionProgress,
+    SessionPublic,
+    SessionUpdate,
+)
 
 MAX_PAGE = 100
 
@@ -169,3 +178,28 @@ def _decode_cursor(cursor: str) -> tuple[date, uuid.UUID]:
         return date.fromisoformat(day), uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error):
         raise Invalid("invalid cursor") from None
+
+
+def progress(session: Session, row: TherapySession) -> SessionProgress:
+    """Each recording of the session with its stages (state, progress, attempts, error)."""
+    recordings = session.exec(
+        select(Recording)
+        .where(Recording.session_id == row.id)
+        .order_by(col(Recording.created_at).desc())
+    ).all()
+    items = []
+    for recording in recordings:
+        stages = [
+            JobPublic.model_validate(job, from_attributes=True)
+            for job in jobs.for_recording(session, recording.id)
+        ]
+        items.append(
+            RecordingProgress(
+                recording_id=recording.id,
+                created_at=recording.created_at,
+                duration_seconds=recording.duration_seconds,
+                stages=stages,
+                done=all(job.state == "succeeded" for job in stages),
+            )
+        )
+    return SessionProgress(session_id=row.id, status=row.status, recordings=items)

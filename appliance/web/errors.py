@@ -14,9 +14,11 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from appliance.errors import DomainError, TooManyRequests
 from appliance.logs import request_id_var
+from appliance.pgserver import DatabaseUnavailable
 from appliance.web.context import REQUEST_ID_HEADER, access_log, new_request_id
 from appliance.web.security import SECURITY_HEADERS
 
@@ -87,7 +89,28 @@ def internal_error_handler(
     return problem_response(request, 500, "An internal error occurred; quote the request id.")
 
 
+def database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    """The database went away mid-request (restart, failover, too many connections). The
+    request's transaction was rolled back, so nothing half-done stays; the client retries."""
+    lost = isinstance(exc, OperationalError | DatabaseUnavailable) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if not lost:  # a constraint or a bug, not an outage
+        return internal_error_handler(request, exc)
+    logger.warning("database unavailable", extra={"error": type(exc).__name__})
+    return problem_response(
+        request,
+        503,
+        "The database is unavailable; nothing was changed. Try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    DBAPIError: database_unavailable_handler,
+    DatabaseUnavailable: database_unavailable_handler,
     HTTPException: http_exception_handler,
     DomainError: domain_error_handler,
     Exception: internal_error_handler,

@@ -1,0 +1,110 @@
+"""Pipeline commands: the worker, the job list, retries, and waiting for a recording."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from appliance.audit.service import cli_actor
+from appliance.cli import (
+    data_dir_option,
+    data_session,
+    emit,
+    json_option,
+    main,
+    one_line_errors,
+    settings_for,
+)
+from appliance.crypto.service import keystore_for
+from appliance.db import Database
+from appliance.jobs import runner
+from appliance.jobs import service as jobs
+from appliance.jobs.models import Job, JobState
+from appliance.jobs.schemas import JobPublic
+from appliance.settings import Settings
+
+
+@main.command()
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Default from config.")
+@data_dir_option
+@one_line_errors
+def worker(threads: int | None, data_dir: Path | None) -> None:
+    """Run pipeline jobs until stopped (SIGTERM or Ctrl-C)."""
+    from appliance.instance import require_initialised
+    from appliance.jobs.tasks import run_worker
+    from appliance.logs import configure_logging
+
+    settings = settings_for(data_dir)
+    require_initialised(settings)
+    configure_logging(settings.logging.level)
+    run_worker(settings, threads)
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Pipeline jobs (the jobs table is the truth)."""
+
+
+@jobs_group.command("list")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@data_dir_option
+@json_option
+@one_line_errors
+def jobs_list(state: str | None, limit: int, data_dir: Path | None, as_json: bool) -> None:
+    """Newest first: stage, state, attempts and the last error (never patient data)."""
+    from sqlmodel import col, select
+
+    with data_session(data_dir) as (_, session):
+        query = select(Job).order_by(col(Job.updated_at).desc()).limit(limit)
+        if state:
+            query = query.where(Job.state == state)
+        rows = [JobPublic.model_validate(j, from_attributes=True) for j in session.exec(query)]
+    lines = [
+        f"{r.id}  {r.stage:<10} {r.state:<9} {r.attempts}/{r.max_attempts}  {r.last_error or ''}"
+        for r in rows
+    ]
+    emit([r.model_dump(mode="json") for r in rows], as_json, "\n".join(lines) or "No jobs.")
+
+
+@jobs_group.command("retry")
+@click.argument("job_id", type=click.UUID)
+@data_dir_option
+@json_option
+@one_line_errors
+def jobs_retry(job_id: uuid.UUID, data_dir: Path | None, as_json: bool) -> None:
+    """Give a dead, failed or cancelled job a fresh set of attempts."""
+    from appliance.jobs.tasks import JobQueue
+
+    with data_session(data_dir) as (settings, session):
+        row = jobs.retry(session, cli_actor(), job_id)
+        job = JobPublic.model_validate(row, from_attributes=True)
+    JobQueue(settings).wake()
+    emit(job.model_dump(mode="json"), as_json, f"Queued {job.stage} again.")
+
+
+def wait_for_recording(
+    settings: Settings, database: Database, recording_id: uuid.UUID, poll_seconds: float = 0.5
+) -> list[Job]:
+    """Until every stage of the recording has finished or can go no further. A live worker
+    service does the work; when there is none, this process runs the stages itself."""
+    from appliance.pipeline.stages import pipeline
+
+    store, stages, name = keystore_for(settings), pipeline(), runner.worker_name()
+    alive_within = 3 * settings.jobs.sweep_seconds
+    while True:
+        with database.session() as session:
+            current = jobs.for_recording(session, recording_id)
+            alive = jobs.live_workers(session, alive_within)
+            if not jobs.unfinished(current):
+                return current
+            if not alive:
+                jobs.sweep(session)
+        if not alive and runner.drain(
+            database, settings, store, name, stages, recording_id=recording_id
+        ):
+            continue
+        time.sleep(poll_seconds)

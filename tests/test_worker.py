@@ -1,0 +1,166 @@
+"""Workers as real processes: `appliance worker`, `appliance ingest --wait`, and a worker
+killed with SIGKILL in the middle of a stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from appliance.clinic.schemas import PatientPublic, UserPublic
+from appliance.consent import service as consent
+from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
+from appliance.crypto.keystore import KeyStore
+from appliance.jobs import service as jobs
+from appliance.jobs.faults import PAUSE_ENV
+from appliance.jobs.models import Job
+from appliance.pipeline.models import RecordingProbe
+from appliance.recordings import service as sessions
+from appliance.recordings.models import TherapySession
+from appliance.recordings.schemas import SessionCreate
+from appliance.settings import Settings
+from tests.audio import make_audio
+from tests.conftest import CLINIC_IT, add_recording, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    return {
+        "APPLIANCE_DATA_DIR": str(settings.data_dir),
+        "APPLIANCE_DATABASE__URL": settings.database.url or "",
+        # A killed worker's lease runs out in two seconds; workers look every second.
+        "APPLIANCE_JOBS__LEASE_SECONDS": "2",
+        "APPLIANCE_JOBS__SWEEP_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def bobs_session(session: Session, alice: UserPublic, bob: PatientPublic) -> TherapySession:
+    consent.change(
+        session, CLINIC_IT, bob.id, [Purpose.recording], ConsentStatus.granted, ConsentMethod.paper
+    )
+    made = sessions.add_session(
+        session,
+        CLINIC_IT,
+        SessionCreate(patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=alice.id),
+    )
+    session.commit()
+    row = session.get(TherapySession, made.id)
+    assert row is not None
+    return row
+
+
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def spawn_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    started: list[subprocess.Popen[str]] = []
+
+    def spawn(**extra: str) -> subprocess.Popen[str]:
+        full = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+        full.update(env, **extra)
+        log = (tmp_path / f"worker-{len(started)}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "worker"],
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        process.log_path = Path(log.name)  # type: ignore[attr-defined]
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def probe_job(session: Session) -> Job:
+    session.expire_all()
+    return session.exec(select(Job).where(Job.stage == "probe")).one()
+
+
+def test_ingest_wait_runs_the_stages_itself_when_no_worker_is_running(
+    env: dict[str, str], bobs_session: TherapySession, tmp_path: Path, session: Session
+) -> None:
+    audio = tmp_path / "bob.wav"
+    audio.write_bytes(make_audio("wav"))
+    result = run_cli("ingest", "--session", str(bobs_session.id), str(audio), "--wait", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "probe: succeeded" in result.stdout
+    assert probe_job(session).worker is not None
+    assert len(session.exec(select(RecordingProbe)).all()) == 1
+
+
+def test_a_worker_process_runs_the_jobs_of_an_upload(
+    spawn_worker: Spawn,
+    env: dict[str, str],
+    bobs_session: TherapySession,
+    tmp_path: Path,
+    session: Session,
+) -> None:
+    worker = spawn_worker()
+    wait_until(lambda: jobs.live_workers(session, 60))
+    audio = tmp_path / "bob.wav"
+    audio.write_bytes(make_audio("mp3"))
+    result = run_cli("ingest", "--session", str(bobs_session.id), str(audio), "--wait", env=env)
+    assert result.returncode == 0, result.stderr
+    job = probe_job(session)
+    assert job.state == "succeeded"
+    assert f":{worker.pid}:" in (job.worker or "")  # the service ran it, not the CLI
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    assert jobs.live_workers(session, 60) == []  # it said goodbye
+
+
+def test_a_worker_killed_in_the_middle_of_a_stage_is_replaced_and_writes_once(
+    spawn_worker: Spawn,
+    bobs_session: TherapySession,
+    settings: Settings,
+    store: KeyStore,
+    session: Session,
+) -> None:
+    doomed = spawn_worker(**{PAUSE_ENV: "probe:computed"})
+    add_recording(session, settings, store, bobs_session, make_audio("ogg"))
+    log: Path = doomed.log_path  # type: ignore[attr-defined]
+    wait_until(lambda: "paused at probe:computed" in log.read_text())
+    # The work is done and nothing is committed: the worst moment to die.
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=10)
+    assert probe_job(session).state == "running"
+    assert session.exec(select(RecordingProbe)).all() == []
+
+    spawn_worker()
+    job = wait_until(lambda: (j := probe_job(session)).state == "succeeded" and j)
+    assert job.attempts == 2
+    assert "stopped renewing its lease" in (job.last_error or "")
+    assert len(session.exec(select(RecordingProbe)).all()) == 1
