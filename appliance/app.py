@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -15,17 +15,23 @@ from sqlmodel import Session
 
 from appliance import __version__
 from appliance.auth.controllers import AuthController
+from appliance.auth.pages import SignInPages
 from appliance.clinic.controllers import PatientController
+from appliance.clinic.pages import PatientPages
 from appliance.consent.controllers import ConsentController
+from appliance.consent.pages import ConsentPages
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
 from appliance.jobs.controllers import JobController
+from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
 from appliance.recordings.controllers import SessionController
+from appliance.recordings.pages import SessionPages
 from appliance.settings import Settings, read_secret_file
-from appliance.web.context import RequestContextMiddleware
+from appliance.web.context import DB_SESSION_KEY, RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.health import HealthController
+from appliance.web.pages import static_files, template_config
 
 
 def create_app(settings: Settings, database: Database | None = None) -> Litestar:
@@ -48,8 +54,15 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             ConsentController,
             SessionController,
             JobController,
+            SignInPages,
+            PatientPages,
+            ConsentPages,
+            SessionPages,
+            JobPages,
+            static_files(),
         ],
-        dependencies={"db_session": Provide(_db_session)},
+        template_config=template_config(),
+        dependencies={"db_session": Provide(_db_session, sync_to_thread=False)},  # no I/O
         middleware=[RequestContextMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -75,7 +88,11 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
     )
 
 
-def _db_session(state: State) -> Iterator[Session]:
+def _db_session(request: Request[Any, Any, Any], state: State) -> Session:
+    """One session per request, closed by the request-context middleware once the response
+    is sent. Not a generator dependency: Litestar does not close those when a later
+    dependency (the principal: 401, 403) fails, which would leak a connection."""
     database: Any = state.database
-    with database.session() as session:
-        yield session
+    session: Session = database.session()
+    request.scope.setdefault("state", {})[DB_SESSION_KEY] = session
+    return session

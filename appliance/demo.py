@@ -50,7 +50,6 @@ DEMO_DIALOGUE = (
 )
 
 NOT_YET_BUILT = (
-    "run the processing jobs over the recording (job queue and worker)",
     "transcribe it with faster-whisper and separate the speakers",
     "chunk and embed the transcript into pgvector",
     "answer a patient's question with citations from the local LLM",
@@ -84,9 +83,14 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say("5. Taking a recorded session in: consent, a session, a spoken recording (the packaged")
     say("   Piper voice reads a short dialogue), then the upload path: encrypted as it is")
     say("   written, proven to be audio by decoding it ...")
-    say(f"   {_ingest_demo_recording(settings, patient_ids[0])}")
+    recording_id, summary = _ingest_demo_recording(settings, patient_ids[0])
+    say(f"   {summary}")
+    say("6. Running its pipeline jobs (leased, retried, exactly-once; here without a worker")
+    say("   service, as `appliance ingest --wait` does) ...")
+    for line in _run_pipeline(settings, recording_id):
+        say(f"   {line}")
 
-    say("6. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
+    say("7. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
@@ -124,7 +128,7 @@ def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
         return list(ids)
 
 
-def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> str:
+def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> tuple[uuid.UUID, str]:
     store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
         therapist = cli_principal(session, DEMO_THERAPIST)
@@ -159,13 +163,46 @@ def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> str:
             idempotency_key="demo-recording-1",
         )
         if isinstance(prepared, ingest.Accepted):
-            return f"already ingested earlier: recording {prepared.recording_id}"
+            return (
+                prepared.recording_id,
+                f"already ingested earlier: recording {prepared.recording_id}",
+            )
         prepared.write(_speak(settings))
         done = prepared.finish(session)
-    return (
+    return done.recording_id, (
         f"recording {done.recording_id}: {done.duration_seconds:.1f} s, "
-        f"{done.size_bytes / 1024:.0f} KiB, stored encrypted under {settings.files_dir}"
+        f"{done.size_bytes / 1024:.0f} KiB, stored encrypted under {settings.files_dir}; "
+        f"jobs queued: {', '.join(stage for _, stage, _ in done.jobs)}"
     )
+
+
+def _run_pipeline(settings: Settings, recording_id: uuid.UUID) -> list[str]:
+    """What `appliance ingest --wait` does when no worker service runs: the stages, here."""
+    from sqlmodel import select
+
+    from appliance.jobs.runner import wait_for_recording
+    from appliance.pipeline.models import RecordingProbe
+
+    with open_database(settings) as database:
+        finished = wait_for_recording(settings, database, recording_id)
+        with database.session() as session:
+            probe = session.exec(
+                select(RecordingProbe).where(RecordingProbe.recording_id == recording_id)
+            ).first()
+    lines = [
+        f"{job.stage}: {job.state} after {job.attempts} attempt(s)"
+        + (f" ({job.last_error})" if job.last_error else "")
+        for job in finished
+    ]
+    if probe is not None:
+        lines.append(
+            f"probe measured {probe.duration_seconds:.1f} s, {probe.sample_rate} Hz, "
+            f"{probe.channels} channel(s), {probe.integrated_lufs:.1f} LUFS integrated, "
+            f"peak {probe.peak_dbfs:.1f} dBFS, {probe.silent_fraction:.0%} silent"
+        )
+    if any(job.state != "succeeded" for job in finished):
+        raise RuntimeError("a pipeline stage did not succeed: " + "; ".join(lines))
+    return lines
 
 
 def _speak(settings: Settings) -> bytes:

@@ -280,7 +280,7 @@ def test_security_headers_are_on_every_response(
         assert "http" not in headers["content-security-policy"]  # no external sources
         assert headers["strict-transport-security"].startswith("max-age=")
         assert headers["x-content-type-options"] == "nosniff"
-        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["referrer-policy"] == "same-origin"
 
 
 def test_the_rate_limiter_counts_per_key_and_answers_with_retry_after(session: Session) -> None:

@@ -149,8 +149,12 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     assert first.returncode == 0, first.stderr
     assert "/health/ready -> ready" in first.stdout
     assert "s, " in first.stdout.split("5. Taking")[1]  # the recording's duration
+    assert "jobs queued: probe" in first.stdout
+    assert "probe: succeeded after 1 attempt(s)" in first.stdout
+    assert "LUFS integrated" in first.stdout
     assert "checkpoints verify" in first.stdout
     assert "was not transcribed; no question was answered" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
     assert "already ingested earlier" in again.stdout
+    assert "probe: succeeded after 1 attempt(s)" in again.stdout  # not run a second time

@@ -4,11 +4,6 @@ the database returns works without restarting the appliance."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -33,7 +28,7 @@ from appliance.recordings.models import Recording
 from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings, load_settings
 from tests.audio import make_audio
-from tests.conftest import APP_ROLE, CLINIC_IT, PASSWORD, REPO
+from tests.conftest import APP_ROLE, CLINIC_IT, PASSWORD, REPO, serve
 
 pytestmark = pytest.mark.slow
 
@@ -110,37 +105,8 @@ def bobs_session_id(own_postgres: tuple[Any, Settings]) -> str:
 
 @pytest.fixture
 def web(own_postgres: tuple[Any, Settings], tmp_path: Path) -> Iterator[str]:
-    """`appliance web` as a real process on a free loopback port."""
-    _, settings = own_postgres
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env.update(
-        APPLIANCE_DATA_DIR=str(settings.data_dir),
-        APPLIANCE_DATABASE__URL=settings.database.url or "",
-    )
-    log = (tmp_path / "web.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "web", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health/live").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, (tmp_path / "web.log").read_text()
-        assert time.monotonic() < deadline, "web did not start"
-        time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=15)
+    with serve(own_postgres[1], tmp_path / "web.log") as base:
+        yield base
 
 
 def recording_files(settings: Settings) -> list[Path]:

@@ -28,7 +28,7 @@ from appliance.recordings import service as sessions
 from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings, load_settings
 from tests.audio import FORMATS, make_audio
-from tests.conftest import CLINIC_IT, Browser, login, run_cli, signed_in
+from tests.conftest import CLINIC_IT, Browser, login, run_cli, signed_in, signed_in_admin
 
 
 @pytest.fixture
@@ -186,8 +186,68 @@ def test_one_idempotency_key_makes_one_recording(
     second = upload(client, csrf, bobs_session, audio, **{"Idempotency-Key": "upload-1"})
     assert first.json()["recording_id"] == second.json()["recording_id"]
     assert second.json()["replayed"] is True
+    assert second.json()["jobs"] == first.json()["jobs"]  # the same jobs, not new ones
     assert len(recording_files(settings, bob)) == 1
     assert session.execute(text("SELECT count(*) FROM recordings")).scalar_one() == 1
+    assert session.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 1
+
+
+def test_an_upload_answers_with_its_jobs_and_the_status_follows_them(
+    as_alice: Any,
+    bobs_session: str,
+    database: Database,
+    settings: Settings,
+    store: KeyStore,
+    browser: Browser,
+) -> None:
+    from appliance.jobs.runner import drain
+    from appliance.pipeline.stages import pipeline
+
+    client, csrf = as_alice
+    accepted = upload(client, csrf, bobs_session, make_audio("m4a")).json()
+    assert [(j["stage"], j["state"]) for j in accepted["jobs"]] == [("probe", "queued")]
+    status = client.get(f"/api/v1/sessions/{bobs_session}/status").json()
+    [recording] = status["recordings"]
+    assert recording["recording_id"] == accepted["recording_id"]
+    assert [(s["id"], s["state"], s["progress"]) for s in recording["stages"]] == [
+        (accepted["jobs"][0]["id"], "queued", 0)
+    ]
+    assert recording["done"] is False
+
+    drain(database, settings, store, "test-worker", pipeline())
+    status = client.get(f"/api/v1/sessions/{bobs_session}/status").json()
+    [recording] = status["recordings"]
+    assert (recording["stages"][0]["state"], recording["stages"][0]["progress"]) == (
+        "succeeded",
+        100,
+    )
+    assert recording["done"] is True
+    assert status["status"] == "recorded"
+
+    dora, _ = signed_in(browser, "dora@clinic.example")  # not bob's therapist
+    assert dora.get(f"/api/v1/sessions/{bobs_session}/status").status_code == 404
+
+
+def test_administrators_list_dead_jobs_and_retry_them_over_the_api(
+    as_alice: Any, bobs_session: str, session: Session, browser: Browser
+) -> None:
+    from appliance.jobs import service as jobs
+
+    client, csrf = as_alice
+    job_id = upload(client, csrf, bobs_session, make_audio()).json()["jobs"][0]["id"]
+    lease = jobs.claim(session, "w", 60)
+    assert lease is not None
+    jobs.fail(session, lease, "RuntimeError", permanent=True, backoff_seconds=0)
+
+    assert client.get("/api/v1/jobs").status_code == 403  # therapists do not run the machine
+    admin, admin_csrf = signed_in_admin(browser)
+    dead = admin.get("/api/v1/jobs", params={"state": "dead"}).json()
+    assert [(j["id"], j["last_error"]) for j in dead] == [(job_id, "RuntimeError")]
+    retried = admin.post(f"/api/v1/jobs/{job_id}/retry", headers={"X-CSRF-Token": admin_csrf})
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["state"], retried.json()["attempts"]) == ("queued", 0)
+    again = admin.post(f"/api/v1/jobs/{job_id}/retry", headers={"X-CSRF-Token": admin_csrf})
+    assert again.status_code == 409  # a queued job is not retried twice
 
 
 def test_without_consent_to_recording_the_upload_is_a_403_and_audited(

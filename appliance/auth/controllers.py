@@ -21,6 +21,7 @@ from appliance.auth.throttle import enforce
 from appliance.clinic.models import User
 from appliance.clinic.service import user_public
 from appliance.errors import NotFound
+from appliance.settings import Settings
 
 LOGIN_RATE = (60, 60)  # per address: 60 attempts a minute, on top of the failure throttle
 
@@ -39,7 +40,7 @@ class AuthController(Controller):
         state: State,
     ) -> Response[SessionPublic]:
         """Sign in with e-mail, password and (when enrolled) a one-time code; sets the cookie."""
-        _refuse_cross_site(request)
+        refuse_cross_site(request)
         ip = client_ip(request)
         enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
         cookie = sessions.cookie_name(state.settings)
@@ -59,21 +60,7 @@ class AuthController(Controller):
             csrf_token=result.session.csrf_token,
             needs_totp_enrolment=result.needs_totp_enrolment,
         )
-        max_age = state.settings.auth.session_absolute_hours * 3600
-        return Response(
-            body,
-            cookies=[
-                Cookie(
-                    key=cookie,
-                    value=result.session.token,
-                    path="/",
-                    httponly=True,
-                    samesite="lax",
-                    secure=state.settings.web.cookie_secure,
-                    max_age=max_age,
-                )
-            ],
-        )
+        return Response(body, cookies=[session_cookie(state.settings, result.session.token)])
 
     @post(
         "/logout",
@@ -147,10 +134,27 @@ class AuthController(Controller):
         )
 
 
-def _refuse_cross_site(request: Request[Any, Any, Any]) -> None:
-    """Login CSRF: a sign-in must come from a page of this appliance."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise PermissionDeniedException("cross-site sign-in refused")
+def session_cookie(settings: Settings, token: str) -> Cookie:
+    """HttpOnly, SameSite=Lax, Secure in production; lives as long as the session may."""
+    return Cookie(
+        key=sessions.cookie_name(settings),
+        value=token,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.web.cookie_secure,
+        max_age=settings.auth.session_absolute_hours * 3600,
+    )
+
+
+def refuse_cross_site(request: Request[Any, Any, Any]) -> None:
+    """Login CSRF: a sign-in must come from a page of this appliance. Browsers that send
+    Sec-Fetch-Site are judged by it; older ones by Origin."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site not in ("same-origin", "none"):  # none: typed into the address bar
+            raise PermissionDeniedException("cross-site sign-in refused")
+        return
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise PermissionDeniedException("cross-site sign-in refused")

@@ -49,18 +49,35 @@ def client_ip(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class EnrolmentRequired(PermissionDeniedException):
+    """Signed in, but a second factor must be enrolled before anything else."""
+
+
 def provide_principal(
     request: Request[Any, Any, Any], db_session: NamedDependency[Session], state: State
 ) -> Principal:
-    ip, agent = client_ip(request), request.headers.get("user-agent")
+    """API requests: an API key, or the session cookie with the CSRF token in a header."""
     presented = request.headers.get("x-api-key")
     if presented is not None:
         found = apikeys.authenticate(db_session, presented)
         if found is None:
             raise NotAuthorizedException("invalid or revoked API key")
         key, user = found
-        return Principal(user.id, Role(key.role), "api_key", ip, agent)
+        return Principal(
+            user.id,
+            Role(key.role),
+            "api_key",
+            client_ip(request),
+            request.headers.get("user-agent"),
+        )
+    return session_principal(request, db_session, state, request.headers.get(CSRF_HEADER, ""))
 
+
+def session_principal(
+    request: Request[Any, Any, Any], db_session: Session, state: State, csrf_sent: str
+) -> Principal:
+    """The signed-in user behind the session cookie. Unsafe methods must present the
+    session's CSRF token (`csrf_sent`: from the header for the API, a form field for pages)."""
     token = request.cookies.get(sessions.cookie_name(state.settings))
     if not token:
         raise NotAuthorizedException("sign in first")
@@ -70,20 +87,20 @@ def provide_principal(
     account = db_session.get(User, row.user_id)
     if account is None or not account.is_active:
         raise NotAuthorizedException("your session has ended; sign in again")
-    if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), row.csrf_token.encode()):
-            raise PermissionDeniedException("missing or invalid CSRF token")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        csrf_sent.encode(), row.csrf_token.encode()
+    ):
+        raise PermissionDeniedException("missing or invalid CSRF token")
     if row.needs_totp_enrolment and not request.route_handler.opt.get("allow_unenrolled"):
-        raise PermissionDeniedException(
+        raise EnrolmentRequired(
             "enrol a second factor first (POST /api/v1/auth/totp/setup, then /confirm)"
         )
     return Principal(
         account.id,
         Role(account.role),
         "session",
-        ip,
-        agent,
+        client_ip(request),
+        request.headers.get("user-agent"),
         row.token_hash,
         row.csrf_token,
         row.needs_totp_enrolment,

@@ -173,7 +173,7 @@ def ingest_command(
     as_json: bool,
 ) -> None:
     """Ingest a recording for a session: the same path as the upload endpoint."""
-    from appliance.cli.jobs import wait_for_recording
+    from appliance.jobs.runner import wait_for_recording
     from appliance.jobs.tasks import JobQueue
 
     settings = settings_for(data_dir)

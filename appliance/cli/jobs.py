@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -18,13 +17,9 @@ from appliance.cli import (
     one_line_errors,
     settings_for,
 )
-from appliance.crypto.service import keystore_for
-from appliance.db import Database
-from appliance.jobs import runner
 from appliance.jobs import service as jobs
 from appliance.jobs.models import Job, JobState
 from appliance.jobs.schemas import JobPublic
-from appliance.settings import Settings
 
 
 @main.command()
@@ -84,27 +79,3 @@ def jobs_retry(job_id: uuid.UUID, data_dir: Path | None, as_json: bool) -> None:
         job = JobPublic.model_validate(row, from_attributes=True)
     JobQueue(settings).wake()
     emit(job.model_dump(mode="json"), as_json, f"Queued {job.stage} again.")
-
-
-def wait_for_recording(
-    settings: Settings, database: Database, recording_id: uuid.UUID, poll_seconds: float = 0.5
-) -> list[Job]:
-    """Until every stage of the recording has finished or can go no further. A live worker
-    service does the work; when there is none, this process runs the stages itself."""
-    from appliance.pipeline.stages import pipeline
-
-    store, stages, name = keystore_for(settings), pipeline(), runner.worker_name()
-    alive_within = 3 * settings.jobs.sweep_seconds
-    while True:
-        with database.session() as session:
-            current = jobs.for_recording(session, recording_id)
-            alive = jobs.live_workers(session, alive_within)
-            if not jobs.unfinished(current):
-                return current
-            if not alive:
-                jobs.sweep(session)
-        if not alive and runner.drain(
-            database, settings, store, name, stages, recording_id=recording_id
-        ):
-            continue
-        time.sleep(poll_seconds)

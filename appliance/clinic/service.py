@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -163,6 +164,17 @@ def get_patient(
     read = AuditEntry("patient.read", "success", "patient", str(patient_id), patient_id)
     record(session, actor, read)
     return found
+
+
+def list_patients(
+    session: Session, store: KeyStore, actor: Actor, visible: Any
+) -> list[PatientPublic]:
+    """The patients in `visible` (a SQL selectable of ids), decrypted, sorted by name; one
+    audit entry for the listing."""
+    rows = session.exec(select(Patient).where(col(Patient.id).in_(visible))).all()
+    found = [_patient_public(session, patient_cipher(store, p.id), p) for p in rows]
+    record(session, actor, AuditEntry("patient.list", details={"count": len(found)}))
+    return sorted(found, key=lambda p: p.name.casefold())
 
 
 def _patient_public(session: Session, cipher: PatientCipher, patient: Patient) -> PatientPublic:

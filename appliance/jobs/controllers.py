@@ -38,7 +38,7 @@ class JobController(Controller):
             query = query.where(Job.state == job_state.value)
         return [JobPublic.model_validate(j, from_attributes=True) for j in db_session.exec(query)]
 
-    @post("/{job_id:uuid}/retry", sync_to_thread=True)
+    @post("/{job_id:uuid}/retry", status_code=200, sync_to_thread=True)
     def retry(
         self,
         job_id: FromPath[uuid.UUID],

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +20,13 @@ from typing import Any, BinaryIO, Protocol
 
 from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
-from appliance.crypto.service import patient_cipher
+from appliance.crypto.service import keystore_for, patient_cipher
 from appliance.crypto.streams import DecryptingReader, FileContext
 from appliance.db import Database
 from appliance.errors import DomainError
 from appliance.jobs import faults
 from appliance.jobs import service as jobs
+from appliance.jobs.models import Job
 from appliance.jobs.service import ConsentWithdrawn, Lease, LeaseLost
 from appliance.recordings.models import Recording
 from appliance.settings import Settings
@@ -164,3 +166,25 @@ def drain(
             return ran
         run_leased(database, settings, store, lease, stages)
         ran += 1
+
+
+def wait_for_recording(
+    settings: Settings, database: Database, recording_id: uuid.UUID, poll_seconds: float = 0.5
+) -> list[Job]:
+    """Until every stage of the recording has finished or can go no further. A live worker
+    service does the work; when there is none, this process runs the stages itself."""
+    from appliance.pipeline.stages import pipeline
+
+    store, stages, name = keystore_for(settings), pipeline(), worker_name()
+    alive_within = 3 * settings.jobs.sweep_seconds
+    while True:
+        with database.session() as session:
+            current = jobs.for_recording(session, recording_id)
+            alive = jobs.live_workers(session, alive_within)
+            if not jobs.unfinished(current):
+                return current
+            if not alive:
+                jobs.sweep(session)
+        if not alive and drain(database, settings, store, name, stages, recording_id=recording_id):
+            continue
+        time.sleep(poll_seconds)

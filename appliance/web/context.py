@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -21,6 +22,7 @@ from appliance.logs import request_id_var
 from appliance.web.security import SECURITY_HEADERS
 
 REQUEST_ID_HEADER = "x-request-id"
+DB_SESSION_KEY = "appliance.db_session"  # in scope["state"]; closed after the response
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 access_logger = logging.getLogger("appliance.access")
@@ -51,6 +53,16 @@ def access_log(
     )
 
 
+def _close(session: Any) -> None:
+    """Roll back whatever the request left open and return the connection to the pool."""
+    try:
+        session.close()
+    except Exception as exc:  # a connection the database dropped: the pool discards it
+        logging.getLogger("appliance.web").warning(
+            "closing the request's database session failed", extra={"error": type(exc).__name__}
+        )
+
+
 class RequestContextMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
@@ -74,3 +86,6 @@ class RequestContextMiddleware(ASGIMiddleware):
         finally:
             access_log(scope, status["code"], started, scope.get("path_template"), request_id)
             request_id_var.reset(token)
+            session = scope.get("state", {}).pop(DB_SESSION_KEY, None)
+            if session is not None:
+                await anyio.to_thread.run_sync(_close, session)

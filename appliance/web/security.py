@@ -22,7 +22,9 @@ SECURITY_HEADERS: dict[str, str] = {
     "strict-transport-security": "max-age=31536000; includeSubDomains",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # Never to other sites; same-origin keeps the Origin header on the console's own form
+    # posts (with no-referrer, browsers send `Origin: null` and sign-in could not be checked).
+    "referrer-policy": "same-origin",
     "permissions-policy": "camera=(), geolocation=(), payment=(), usb=(), microphone=(self)",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",

@@ -1,0 +1,143 @@
+"""Console sign-in, sign-out and second-factor enrolment, as plain HTML forms."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Template
+from sqlmodel import Field, Session, SQLModel
+
+from appliance.audit.service import AuditEntry, record
+from appliance.auth import service, sessions
+from appliance.auth.controllers import LOGIN_RATE, refuse_cross_site, session_cookie
+from appliance.auth.guards import Principal, client_ip
+from appliance.auth.service import SignInRefused
+from appliance.auth.throttle import enforce
+from appliance.errors import Invalid, TooManyRequests
+from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal, see_other
+
+FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+class LoginForm(SQLModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    totp_code: str = Field(default="", max_length=10)
+
+
+class CodeForm(SQLModel):
+    csrf_token: str = Field(default="", max_length=128)
+    code: str = Field(default="", max_length=10)
+
+
+class SignInPages(Controller):
+    path = "/console"
+    include_in_schema = False
+    exception_handlers = PAGE_EXCEPTION_HANDLERS
+    dependencies = {"principal": Provide(provide_page_principal)}
+
+    @get("/")
+    async def home(self) -> Response[Any]:
+        return see_other("/console/patients")
+
+    @get("/login")
+    async def login_form(self, request: Request[Any, Any, Any]) -> Template:
+        return page(request, "login.html", None)
+
+    @post("/login", sync_to_thread=True)
+    def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[LoginForm, FORM],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Response[Any]:
+        refuse_cross_site(request)
+        ip = client_ip(request)
+        try:
+            enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
+            result = service.sign_in(
+                db_session,
+                state.settings,
+                state.server_secret,
+                email=data.email,
+                password=data.password,
+                totp_code=data.totp_code or None,
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+                replaces=request.cookies.get(sessions.cookie_name(state.settings)),
+            )
+        except (SignInRefused, TooManyRequests) as refused:
+            return page(
+                request,
+                "login.html",
+                None,
+                status_code=refused.status_code,
+                error=str(refused),
+                email=data.email,
+            )
+        target = "/console/totp" if result.needs_totp_enrolment else "/console/patients"
+        response = see_other(target)
+        response.set_cookie(session_cookie(state.settings, result.session.token))
+        return response
+
+    @post("/logout", sync_to_thread=True, opt={"allow_unenrolled": True})
+    def logout(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Response[Any]:
+        sessions.revoke(db_session, request.cookies.get(sessions.cookie_name(state.settings), ""))
+        record(db_session, principal.actor(), AuditEntry("auth.logout", details={"ended": 1}))
+        db_session.commit()
+        response = see_other("/console/login")
+        response.delete_cookie(sessions.cookie_name(state.settings), path="/")
+        return response
+
+    @get("/totp", opt={"allow_unenrolled": True})
+    async def totp_start(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]
+    ) -> Template:
+        return page(request, "totp.html", principal)
+
+    @post("/totp", sync_to_thread=True, opt={"allow_unenrolled": True})
+    def totp_setup(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Template:
+        """A new secret, shown once as text for the authenticator app."""
+        secret, uri = service.begin_totp(
+            db_session, state.server_secret, principal.actor(), issuer=state.settings.clinic.name
+        )
+        return page(request, "totp.html", principal, secret=secret, uri=uri)
+
+    @post("/totp/confirm", sync_to_thread=True, opt={"allow_unenrolled": True})
+    def totp_confirm(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[CodeForm, FORM],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Response[Any]:
+        try:
+            service.confirm_totp(
+                db_session,
+                state.server_secret,
+                principal.actor(),
+                data.code.strip(),
+                principal.token_hash,
+            )
+        except Invalid as refused:
+            return page(request, "totp.html", principal, status_code=422, error=str(refused))
+        return see_other("/console/patients")

@@ -1,0 +1,118 @@
+"""The server-rendered console: templates, static files, and who is signed in.
+
+Pages work without JavaScript: plain forms, POST-redirect-GET, a CSRF token in a hidden field
+(checked by the same code as the API's header). A missing or ended session redirects to the
+sign-in page; an admin without a second factor is sent to enrol one first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from litestar.types import ExceptionHandlersMap
+from sqlmodel import Session
+
+from appliance.auth.guards import SAFE_METHODS, EnrolmentRequired, Principal, session_principal
+from appliance.errors import DomainError, TooManyRequests
+from appliance.web.security import SECURITY_HEADERS
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine)
+
+
+def static_files() -> Any:
+    return create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    """No session (or it ended): the page handler sends the browser to the sign-in form."""
+
+
+async def provide_page_principal(
+    request: Request[Any, Any, Any], db_session: NamedDependency[Session], state: State
+) -> Principal:
+    sent = ""
+    if request.method not in SAFE_METHODS:
+        form = await request.form()  # cached: the handler's form data reads the same parse
+        value = form.get("csrf_token", "")
+        sent = value if isinstance(value, str) else ""
+    try:
+        return await anyio.to_thread.run_sync(session_principal, request, db_session, state, sent)
+    except NotAuthorizedException:
+        raise SignInRequired from None
+
+
+def page(
+    request: Request[Any, Any, Any],
+    name: str,
+    principal: Principal | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> Template:
+    settings = request.app.state.settings
+    return Template(
+        template_name=name,
+        context={
+            "clinic_name": settings.clinic.name,
+            "principal": principal,
+            "csrf_token": principal.csrf_token if principal else "",
+            **context,
+        },
+        status_code=status_code,
+        headers=SECURITY_HEADERS,
+    )
+
+
+def see_other(path: str) -> Redirect:
+    """POST-redirect-GET: the browser's back and reload buttons never re-submit a form."""
+    return Redirect(path=path, status_code=303)
+
+
+def _to_sign_in(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return see_other("/console/login")
+
+
+def _to_enrolment(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return see_other("/console/totp")
+
+
+def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Errors on pages are pages too (the API's are problem+json)."""
+    status = getattr(exc, "status_code", 500)
+    if isinstance(exc, DomainError | HTTPException):
+        message = str(getattr(exc, "detail", "") or exc) or "That did not work."
+    else:
+        message = "Something went wrong; the clinic's IT can find it in the log."
+    headers = dict(SECURITY_HEADERS)
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    return Template(
+        template_name="error.html",
+        context={"clinic_name": request.app.state.settings.clinic.name, "message": message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    SignInRequired: _to_sign_in,
+    EnrolmentRequired: _to_enrolment,
+    DomainError: _error_page,
+    HTTPException: _error_page,
+}
