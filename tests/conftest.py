@@ -330,3 +330,34 @@ def serve(settings: Settings, log_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def consented_session(
+    session: Session, patient_id: uuid.UUID, therapist_id: uuid.UUID, *purposes: Any
+) -> Any:
+    """A therapy session of the patient's with consent to `purposes` (default: recording)."""
+    from datetime import date
+
+    from appliance.consent import service as consent
+    from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
+    from appliance.recordings import service as sessions
+    from appliance.recordings.models import TherapySession
+    from appliance.recordings.schemas import SessionCreate
+
+    consent.change(
+        session,
+        CLINIC_IT,
+        patient_id,
+        list(purposes or (Purpose.recording,)),
+        ConsentStatus.granted,
+        ConsentMethod.paper,
+    )
+    made = sessions.add_session(
+        session,
+        CLINIC_IT,
+        SessionCreate(
+            patient_id=patient_id, session_date=date(2026, 11, 14), therapist_id=therapist_id
+        ),
+    )
+    session.commit()
+    return session.get(TherapySession, made.id)

@@ -4,7 +4,6 @@ field. The consent page is also driven in a real Chromium (tests/test_browser.py
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
 import pytest
@@ -14,15 +13,12 @@ from sqlmodel import Session
 
 from appliance.clinic.schemas import PatientPublic, UserPublic
 from appliance.consent import service as consent
-from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
+from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
 from appliance.jobs import service as jobs
-from appliance.recordings import service as sessions
-from appliance.recordings.models import TherapySession
-from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings
 from tests.audio import make_audio
-from tests.conftest import CLINIC_IT, PASSWORD, Browser, add_recording
+from tests.conftest import PASSWORD, Browser, add_recording, consented_session
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -136,18 +132,8 @@ def test_the_session_page_shows_each_stage_with_its_progress(
     bob: PatientPublic,
     people: dict[str, UserPublic],
 ) -> None:
-    consent.change(
-        session, CLINIC_IT, bob.id, [Purpose.recording], ConsentStatus.granted, ConsentMethod.paper
-    )
-    made = sessions.add_session(
-        session,
-        CLINIC_IT,
-        SessionCreate(
-            patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=people["alice"].id
-        ),
-    )
-    session.commit()
-    add_recording(session, settings, store, session.get(TherapySession, made.id), make_audio())
+    made = consented_session(session, bob.id, people["alice"].id)
+    add_recording(session, settings, store, made, make_audio())
     listed = alice_console.get(f"/console/patients/{bob.id}/sessions")
     assert "2026-11-14" in listed.text
     page = alice_console.get(f"/console/sessions/{made.id}")
@@ -185,20 +171,8 @@ def test_an_admin_must_enrol_a_second_factor_then_retries_a_dead_job(
     )
     assert confirmed.status_code == 303
 
-    consent.change(
-        session, CLINIC_IT, bob.id, [Purpose.recording], ConsentStatus.granted, ConsentMethod.paper
-    )
-    made = sessions.add_session(
-        session,
-        CLINIC_IT,
-        SessionCreate(
-            patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=people["alice"].id
-        ),
-    )
-    session.commit()
-    added = add_recording(
-        session, settings, store, session.get(TherapySession, made.id), make_audio()
-    )
+    made = consented_session(session, bob.id, people["alice"].id)
+    added = add_recording(session, settings, store, made, make_audio())
     (job_id, _, _) = added.jobs[0]
     lease = jobs.claim(session, "w", 60)
     assert lease is not None

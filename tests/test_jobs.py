@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,12 +25,10 @@ from appliance.jobs.runner import PermanentError, Stage, StageContext
 from appliance.pipeline.models import RecordingProbe
 from appliance.pipeline.probe import ProbeStage
 from appliance.pipeline.stages import pipeline
-from appliance.recordings import service as sessions
 from appliance.recordings.models import TherapySession
-from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings
 from tests.audio import make_audio
-from tests.conftest import CLINIC_IT, add_recording
+from tests.conftest import CLINIC_IT, add_recording, consented_session
 
 LATER = timedelta(days=1)
 
@@ -78,14 +76,7 @@ def recording(
     session: Session, settings: Settings, store: KeyStore, alice: UserPublic, bob: PatientPublic
 ) -> Any:
     """bob consented to recording and transcription; one 2-second session recording of his."""
-    grant(session, bob.id, Purpose.recording, Purpose.transcription)
-    made = sessions.add_session(
-        session,
-        CLINIC_IT,
-        SessionCreate(patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=alice.id),
-    )
-    session.commit()
-    row = session.get(TherapySession, made.id)
+    row = consented_session(session, bob.id, alice.id, Purpose.recording, Purpose.transcription)
     return add_recording(session, settings, store, row, make_audio("wav"))
 
 

@@ -6,7 +6,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,23 @@ from appliance.crypto.keystore import KeyStore
 from appliance.crypto.service import patient_cipher
 from appliance.crypto.streams import FileContext, decrypt_file
 from appliance.db import Database
-from appliance.recordings import service as sessions
-from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings, load_settings
 from tests.audio import FORMATS, make_audio
-from tests.conftest import CLINIC_IT, Browser, login, run_cli, signed_in, signed_in_admin
+from tests.conftest import (
+    CLINIC_IT,
+    Browser,
+    consented_session,
+    login,
+    run_cli,
+    signed_in,
+    signed_in_admin,
+)
 
 
 @pytest.fixture
 def bobs_session(session: Session, people: dict[str, UserPublic], bob: PatientPublic) -> str:
     """A session of bob's with alice, and bob's consent to recording."""
-    consent.change(
-        session, CLINIC_IT, bob.id, [Purpose.recording], ConsentStatus.granted, ConsentMethod.paper
-    )
-    made = sessions.add_session(
-        session,
-        CLINIC_IT,
-        SessionCreate(
-            patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=people["alice"].id
-        ),
-    )
-    session.commit()
-    return str(made.id)
+    return str(consented_session(session, bob.id, people["alice"].id).id)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,15 @@ import pytest
 from sqlmodel import Session, select
 
 from appliance.clinic.schemas import PatientPublic, UserPublic
-from appliance.consent import service as consent
-from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.keystore import KeyStore
 from appliance.jobs import service as jobs
 from appliance.jobs.faults import PAUSE_ENV
 from appliance.jobs.models import Job
 from appliance.pipeline.models import RecordingProbe
-from appliance.recordings import service as sessions
 from appliance.recordings.models import TherapySession
-from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings
 from tests.audio import make_audio
-from tests.conftest import CLINIC_IT, add_recording, run_cli
+from tests.conftest import add_recording, consented_session, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -47,18 +42,7 @@ def env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def bobs_session(session: Session, alice: UserPublic, bob: PatientPublic) -> TherapySession:
-    consent.change(
-        session, CLINIC_IT, bob.id, [Purpose.recording], ConsentStatus.granted, ConsentMethod.paper
-    )
-    made = sessions.add_session(
-        session,
-        CLINIC_IT,
-        SessionCreate(patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=alice.id),
-    )
-    session.commit()
-    row = session.get(TherapySession, made.id)
-    assert row is not None
-    return row
+    return consented_session(session, bob.id, alice.id)  # type: ignore[no-any-return]
 
 
 Spawn = Callable[..., subprocess.Popen[str]]

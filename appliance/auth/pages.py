@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
@@ -19,7 +19,7 @@ from appliance.auth.guards import Principal, client_ip
 from appliance.auth.service import SignInRefused
 from appliance.auth.throttle import enforce
 from appliance.errors import Invalid, TooManyRequests
-from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal, see_other
+from appliance.web.pages import PageController, page, see_other
 
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 
@@ -35,11 +35,8 @@ class CodeForm(SQLModel):
     code: str = Field(default="", max_length=10)
 
 
-class SignInPages(Controller):
+class SignInPages(PageController):
     path = "/console"
-    include_in_schema = False
-    exception_handlers = PAGE_EXCEPTION_HANDLERS
-    dependencies = {"principal": Provide(provide_page_principal)}
 
     @get("/")
     async def home(self) -> Response[Any]:

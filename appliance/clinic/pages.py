@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Request, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.response import Template
 from sqlmodel import Session
 
 from appliance.auth.guards import Principal
 from appliance.clinic import access, service
-from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal
+from appliance.web.pages import PageController, page
 
 
-class PatientPages(Controller):
+class PatientPages(PageController):
     path = "/console/patients"
-    include_in_schema = False
-    exception_handlers = PAGE_EXCEPTION_HANDLERS
-    dependencies = {"principal": Provide(provide_page_principal)}
 
     @get("/", sync_to_thread=True)
     def patients(

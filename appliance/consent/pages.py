@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
@@ -19,7 +19,7 @@ from appliance.clinic import access
 from appliance.clinic.service import get_patient
 from appliance.consent import service
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
-from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal, see_other
+from appliance.web.pages import PageController, page, see_other
 
 NOTICES = {"granted": "Consent recorded.", "revoked": "Consent withdrawn."}
 
@@ -31,11 +31,8 @@ class ConsentForm(SQLModel):
     method: ConsentMethod = ConsentMethod.in_person
 
 
-class ConsentPages(Controller):
+class ConsentPages(PageController):
     path = "/console/patients/{patient_id:uuid}/consent"
-    include_in_schema = False
-    exception_handlers = PAGE_EXCEPTION_HANDLERS
-    dependencies = {"principal": Provide(provide_page_principal)}
 
     @get("/", sync_to_thread=True)
     def show(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Template
 from sqlmodel import Session, col, select
@@ -16,16 +16,13 @@ from appliance.auth.guards import Principal
 from appliance.clinic.models import Role
 from appliance.jobs import service
 from appliance.jobs.models import Job, JobState
-from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal, see_other
+from appliance.web.pages import PageController, page, see_other
 
 RETRYABLE = (JobState.dead.value, JobState.failed.value, JobState.cancelled.value)
 
 
-class JobPages(Controller):
+class JobPages(PageController):
     path = "/console/jobs"
-    include_in_schema = False
-    exception_handlers = PAGE_EXCEPTION_HANDLERS
-    dependencies = {"principal": Provide(provide_page_principal)}
 
     @get("/", sync_to_thread=True)
     def jobs(

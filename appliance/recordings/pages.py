@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Request, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 from sqlmodel import Session
@@ -16,14 +16,11 @@ from appliance.auth.guards import Principal
 from appliance.clinic import access
 from appliance.clinic.service import get_patient
 from appliance.recordings import service
-from appliance.web.pages import PAGE_EXCEPTION_HANDLERS, page, provide_page_principal
+from appliance.web.pages import PageController, page
 
 
-class SessionPages(Controller):
+class SessionPages(PageController):
     path = "/console"
-    include_in_schema = False
-    exception_handlers = PAGE_EXCEPTION_HANDLERS
-    dependencies = {"principal": Provide(provide_page_principal)}
 
     @get("/patients/{patient_id:uuid}/sessions", sync_to_thread=True)
     def sessions(

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from litestar import Request, Response
+from litestar import Controller, Request, Response
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -116,3 +116,12 @@ PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: _error_page,
     HTTPException: _error_page,
 }
+
+
+class PageController(Controller):
+    """Base of every console page controller: signed-in principal from the cookie (CSRF from
+    the form), errors as pages, sign-in and enrolment as redirects, not in the OpenAPI."""
+
+    include_in_schema = False
+    exception_handlers = PAGE_EXCEPTION_HANDLERS
+    dependencies = {"principal": Provide(provide_page_principal)}
