@@ -152,6 +152,7 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     assert "jobs queued: probe" in first.stdout
     assert "probe: succeeded after 1 attempt(s)" in first.stdout
     assert "LUFS integrated" in first.stdout
+    assert "-120.0 LUFS" not in first.stdout  # speech has a real loudness
     assert "checkpoints verify" in first.stdout
     assert "was not transcribed; no question was answered" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))

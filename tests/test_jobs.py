@@ -140,6 +140,32 @@ def test_silence_is_measured_as_silence() -> None:
     assert measured.silent_fraction == 1.0
 
 
+@pytest.mark.model
+def test_speech_from_the_packaged_voice_gets_its_real_loudness() -> None:
+    """Piper's output ends with frames the meter flushes without a measurement; the integrated
+    loudness must come from the last frame that has one (a regression: it read -120 LUFS)."""
+    import io
+    import wave
+
+    from piper import PiperVoice
+
+    from appliance.pipeline.probe import measure
+    from tests.conftest import REPO
+
+    folder = REPO / "models" / "piper-joe-us"
+    voice = PiperVoice.load(
+        folder / "en_US-joe-medium.onnx", config_path=folder / "en_US-joe-medium.onnx.json"
+    )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        voice.synthesize_wav("Welcome back. Last week we agreed on some homework.", wav)
+    buffer.seek(0)
+    measured = measure(buffer)
+    assert -30 < measured.integrated_lufs < -5
+    assert measured.peak_dbfs > -6
+    assert 0 <= measured.silent_fraction < 0.5
+
+
 def test_running_the_probe_stage_twice_writes_its_output_once(
     session: Session, database: Database, settings: Settings, store: KeyStore, recording: Any
 ) -> None:

@@ -92,11 +92,14 @@ def measure(reader: Any, progress: Any = None, report_every: float = 30.0) -> Me
                 samples = frame.to_ndarray()
                 if samples.size:
                     peak = max(peak, float(np.abs(samples).max()))
-                last = dict(frame.metadata)
                 metered += frame.samples / (frame.sample_rate or 1)
+                measured = dict(frame.metadata)
+                if "lavfi.r128.I" not in measured:
+                    continue  # frames flushed at the end carry no measurement
+                last = measured
                 if metered >= WINDOW_SECONDS:
                     blocks += 1
-                    silent += float(last.get("lavfi.r128.M", "-inf")) < SILENT_LUFS
+                    silent += float(measured.get("lavfi.r128.M", "-inf")) < SILENT_LUFS
 
         try:
             for frame in container.decode(stream):
