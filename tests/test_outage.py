@@ -5,7 +5,6 @@ the database returns works without restarting the appliance."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,15 @@ from sqlmodel import select
 from appliance.clinic import service
 from appliance.clinic.models import Role
 from appliance.clinic.schemas import PatientCreate, UserCreate
-from appliance.consent import service as consent
-from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import make_engine, open_database
 from appliance.dbroles import ensure_login_role
 from appliance.instance import initialise
 from appliance.pgserver import embedded_server, ensure_database, server_url
-from appliance.recordings import service as sessions
 from appliance.recordings.models import Recording
-from appliance.recordings.schemas import SessionCreate
 from appliance.settings import Settings, load_settings
 from tests.audio import make_audio
-from tests.conftest import APP_ROLE, CLINIC_IT, PASSWORD, REPO, serve
+from tests.conftest import APP_ROLE, CLINIC_IT, PASSWORD, REPO, consented_session, serve
 
 pytestmark = pytest.mark.slow
 
@@ -84,23 +79,7 @@ def bobs_session_id(own_postgres: tuple[Any, Settings]) -> str:
             CLINIC_IT,
             PatientCreate(name="Bob Brennan", therapist_email=alice.email),
         )
-        consent.change(
-            session,
-            CLINIC_IT,
-            bob.id,
-            [Purpose.recording],
-            ConsentStatus.granted,
-            ConsentMethod.paper,
-        )
-        made = sessions.add_session(
-            session,
-            CLINIC_IT,
-            SessionCreate(
-                patient_id=bob.id, session_date=date(2026, 11, 14), therapist_id=alice.id
-            ),
-        )
-        session.commit()
-        return str(made.id)
+        return str(consented_session(session, bob.id, alice.id).id)
 
 
 @pytest.fixture

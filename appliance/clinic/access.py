@@ -15,6 +15,9 @@ from sqlmodel import Session, col, select
 from appliance.audit.service import AuditEntry, record
 from appliance.auth.guards import Principal
 from appliance.clinic.models import Patient, Role, TherapistAssignment
+from appliance.clinic.schemas import PatientPublic
+from appliance.clinic.service import get_patient
+from appliance.crypto.keystore import KeyStore
 from appliance.errors import NotFound
 
 # Who may touch clinical data at all (auditors read the audit log, not clinical data).
@@ -53,3 +56,14 @@ def require_visible(
         )
         session.commit()
         raise NotFound("no such patient")
+
+
+def read_visible_patient(
+    session: Session, store: KeyStore, principal: Principal, patient_id: uuid.UUID, action: str
+) -> PatientPublic:
+    """The patient's decrypted record if the principal may see it (else 404, the attempt
+    audited under `action`); the read itself is audited and committed."""
+    require_visible(session, principal, patient_id, action)
+    found = get_patient(session, store, principal.actor(), patient_id)
+    session.commit()
+    return found

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from appliance.audit.service import AuditEntry, record
 from appliance.auth.guards import Principal, provide_principal
-from appliance.clinic import access, service
+from appliance.clinic import access
 from appliance.clinic.schemas import PatientPublic
 
 
@@ -44,7 +44,6 @@ class PatientController(Controller):
         state: State,
     ) -> PatientPublic:
         principal.require(*access.CLINICAL_ROLES)
-        access.require_visible(db_session, principal, patient_id, "patient.read")
-        found = service.get_patient(db_session, state.keystore, principal.actor(), patient_id)
-        db_session.commit()
-        return found
+        return access.read_visible_patient(
+            db_session, state.keystore, principal, patient_id, "patient.read"
+        )

@@ -16,7 +16,6 @@ from sqlmodel import Field, Session, SQLModel
 
 from appliance.auth.guards import Principal
 from appliance.clinic import access
-from appliance.clinic.service import get_patient
 from appliance.consent import service
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.web.pages import PageController, page, see_other
@@ -45,9 +44,9 @@ class ConsentPages(PageController):
         done: FromQuery[str | None] = None,
     ) -> Template:
         principal.require(*access.STAFF)
-        access.require_visible(db_session, principal, patient_id, "consent.read")
-        patient = get_patient(db_session, state.keystore, principal.actor(), patient_id)
-        db_session.commit()
+        patient = access.read_visible_patient(
+            db_session, state.keystore, principal, patient_id, "consent.read"
+        )
         return page(
             request,
             "consent.html",

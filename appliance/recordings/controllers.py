@@ -140,7 +140,7 @@ class SessionController(Controller):
             raise
         done = await anyio.to_thread.run_sync(prepared.finish, db_session)
         if not done.replayed:
-            state.queue.wake()
+            await anyio.to_thread.run_sync(state.queue.wake)  # a SQLite write: off the loop
         return UploadAccepted.of(done)
 
     @get("/{session_id:uuid}/status", sync_to_thread=True)

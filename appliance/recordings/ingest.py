@@ -22,6 +22,7 @@ from appliance.crypto.keystore import KeyStore
 from appliance.crypto.service import patient_cipher
 from appliance.crypto.streams import DecryptingReader, EncryptingWriter, FileContext
 from appliance.jobs import service as jobs
+from appliance.pipeline.stages import pipeline
 from appliance.recordings.models import Recording, SessionStatus, TherapySession
 from appliance.recordings.probe import EmptyUpload, TooLarge, probe
 from appliance.settings import Settings
@@ -111,8 +112,6 @@ class IncomingRecording:
             )
             session.add(row)
             session.flush()
-            from appliance.pipeline.stages import pipeline
-
             jobs.create_for_recording(
                 session,
                 row.id,

@@ -14,7 +14,6 @@ from sqlmodel import Session
 
 from appliance.auth.guards import Principal
 from appliance.clinic import access
-from appliance.clinic.service import get_patient
 from appliance.recordings import service
 from appliance.web.pages import PageController, page
 
@@ -33,9 +32,9 @@ class SessionPages(PageController):
         cursor: FromQuery[str | None] = None,
     ) -> Template:
         principal.require(*access.STAFF)
-        access.require_visible(db_session, principal, patient_id, "session.list")
-        patient = get_patient(db_session, state.keystore, principal.actor(), patient_id)
-        db_session.commit()
+        patient = access.read_visible_patient(
+            db_session, state.keystore, principal, patient_id, "session.list"
+        )
         listed = service.list_sessions(
             db_session,
             access.visible_patient_ids(principal),
