@@ -50,15 +50,15 @@ pytest: install-dev ## Run the test suite only (real PostgreSQL, packaged models
 check: lint typecheck ## ruff check, ruff format --check, mypy
 
 lint: install-dev
-	$(BIN)/ruff check appliance tests migrations
-	$(BIN)/ruff format --check appliance tests migrations
+	$(BIN)/ruff check appliance tests migrations demo
+	$(BIN)/ruff format --check appliance tests migrations demo
 
 typecheck: install-dev
 	$(BIN)/mypy
 
 format: install-dev ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix appliance tests migrations
-	$(BIN)/ruff format appliance tests migrations
+	$(BIN)/ruff check --fix appliance tests migrations demo
+	$(BIN)/ruff format appliance tests migrations demo
 
 clean: ## Remove the venv, installed models and ./var (destroys demo data)
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .ruff_cache .pytest_cache

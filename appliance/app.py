@@ -25,6 +25,8 @@ from appliance.db import Database, open_database
 from appliance.jobs.controllers import JobController
 from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
+from appliance.pipeline.controllers import TranscriptController, VoiceController
+from appliance.pipeline.pages import TranscriptPages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
 from appliance.settings import Settings, read_secret_file
@@ -54,11 +56,14 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             ConsentController,
             SessionController,
             JobController,
+            TranscriptController,
+            VoiceController,
             SignInPages,
             PatientPages,
             ConsentPages,
             SessionPages,
             JobPages,
+            TranscriptPages,
             static_files(),
         ],
         template_config=template_config(),

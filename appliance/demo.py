@@ -6,14 +6,12 @@ it (ingest a recorded session, transcribe, diarize, embed, answer a patient's qu
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import threading
 import time
 import urllib.request
 import uuid
-import wave
 from collections.abc import Callable
 from datetime import date
 
@@ -30,6 +28,7 @@ from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
+from appliance.demo_speech import RECORDING, demo_file, describe_transcript, enrol_therapist_voice
 from appliance.doctor import check_models
 from appliance.instance import initialise
 from appliance.modelfiles.manifest import ModelError
@@ -42,15 +41,7 @@ from appliance.settings import Settings
 DEMO_THERAPIST = "therapist@demo.clinic.invalid"
 DEMO_PATIENTS = ("Robin Example", "Sam Example")
 
-DEMO_DIALOGUE = (
-    "Welcome back. Last week we agreed on some homework.",
-    "Yes. I went for a ten minute walk every morning, and I wrote down one good thing each "
-    "evening.",
-    "That is great. Let us keep the walks, and add five minutes of breathing before bed.",
-)
-
 NOT_YET_BUILT = (
-    "transcribe it with faster-whisper and separate the speakers",
     "chunk and embed the transcript into pgvector",
     "answer a patient's question with citations from the local LLM",
 )
@@ -80,14 +71,21 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     ready, schema_paths = _probe_web(settings)
     say(f"   /health/ready -> {ready['status']}; OpenAPI at /schema lists {schema_paths} paths")
 
-    say("5. Taking a recorded session in: consent, a session, a spoken recording (the packaged")
-    say("   Piper voice reads a short dialogue), then the upload path: encrypted as it is")
-    say("   written, proven to be audio by decoding it ...")
-    recording_id, summary = _ingest_demo_recording(settings, patient_ids[0])
+    say("5. The therapist enrols their voice (a separate short recording), so the pipeline")
+    say("   can tell by voice which speaker is the therapist ...")
+    say(f"   {enrol_therapist_voice(settings, DEMO_THERAPIST)}")
+    say("   Taking a recorded session in: consent to recording and transcription, a session,")
+    say(f"   the recorded dialogue (demo/{RECORDING}, therapist and patient), then the upload")
+    say("   path: encrypted as it is written, proven to be audio by decoding it ...")
+    recording_id, session_id, summary = _ingest_demo_recording(settings, patient_ids[0])
     say(f"   {summary}")
-    say("6. Running its pipeline jobs (leased, retried, exactly-once; here without a worker")
-    say("   service, as `appliance ingest --wait` does) ...")
+    say("6. Running its pipeline jobs: probe, transcribe (faster-whisper), diarize (Silero VAD")
+    say("   + Resemblyzer), attribute (words to speakers, speakers to roles); leased, retried,")
+    say("   exactly-once; here without a worker service, as `appliance ingest --wait` does) ...")
     for line in _run_pipeline(settings, recording_id):
+        say(f"   {line}")
+    say("   The transcript, as the therapist's API returns it:")
+    for line in describe_transcript(settings, session_id, DEMO_THERAPIST):
         say(f"   {line}")
 
     say("7. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
@@ -97,7 +95,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say("Not done, because this build does not have it yet:")
     for item in NOT_YET_BUILT:
         say(f"   - {item}")
-    say("The recording is stored encrypted but was not transcribed; no question was answered.")
+    say("The session is stored encrypted and transcribed; no patient question was answered yet.")
 
 
 def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
@@ -128,19 +126,21 @@ def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
         return list(ids)
 
 
-def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> tuple[uuid.UUID, str]:
+def _ingest_demo_recording(
+    settings: Settings, patient_id: uuid.UUID
+) -> tuple[uuid.UUID, uuid.UUID, str]:
     store = keystore_for(settings)
     with open_database(settings) as database, database.session() as session:
         therapist = cli_principal(session, DEMO_THERAPIST)
         actor = therapist.actor()
-        if not consent.is_granted(session, patient_id, Purpose.recording):
+        needed = [
+            purpose
+            for purpose in (Purpose.recording, Purpose.transcription)
+            if not consent.is_granted(session, patient_id, purpose)
+        ]
+        if needed:
             consent.change(
-                session,
-                actor,
-                patient_id,
-                [Purpose.recording],
-                ConsentStatus.granted,
-                ConsentMethod.in_person,
+                session, actor, patient_id, needed, ConsentStatus.granted, ConsentMethod.in_person
             )
         existing = sessions.list_sessions(session, [patient_id], limit=1).items
         session_id = (
@@ -159,20 +159,25 @@ def _ingest_demo_recording(settings: Settings, patient_id: uuid.UUID) -> tuple[u
             store,
             actor,
             row,
-            "demo-session.wav",
-            idempotency_key="demo-recording-1",
+            f"demo-{RECORDING}",
+            idempotency_key="demo-dialogue-1",
         )
         if isinstance(prepared, ingest.Accepted):
             return (
                 prepared.recording_id,
+                session_id,
                 f"already ingested earlier: recording {prepared.recording_id}",
             )
-        prepared.write(_speak(settings))
+        prepared.write(demo_file(RECORDING).read_bytes())
         done = prepared.finish(session)
-    return done.recording_id, (
-        f"recording {done.recording_id}: {done.duration_seconds:.1f} s, "
-        f"{done.size_bytes / 1024:.0f} KiB, stored encrypted under {settings.files_dir}; "
-        f"jobs queued: {', '.join(stage for _, stage, _ in done.jobs)}"
+    return (
+        done.recording_id,
+        session_id,
+        (
+            f"recording {done.recording_id}: {done.duration_seconds:.1f} s, "
+            f"{done.size_bytes / 1024:.0f} KiB, stored encrypted under {settings.files_dir}; "
+            f"jobs queued: {', '.join(stage for _, stage, _ in done.jobs)}"
+        ),
     )
 
 
@@ -203,20 +208,6 @@ def _run_pipeline(settings: Settings, recording_id: uuid.UUID) -> list[str]:
     if any(job.state != "succeeded" for job in finished):
         raise RuntimeError("a pipeline stage did not succeed: " + "; ".join(lines))
     return lines
-
-
-def _speak(settings: Settings) -> bytes:
-    """The demo dialogue as WAV bytes, synthesised in memory (never written in clear)."""
-    from piper import PiperVoice
-
-    folder = settings.resolved_models_dir / "piper-joe-us"
-    voice = PiperVoice.load(
-        folder / "en_US-joe-medium.onnx", config_path=folder / "en_US-joe-medium.onnx.json"
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        voice.synthesize_wav(" ".join(DEMO_DIALOGUE), wav)
-    return buffer.getvalue()
 
 
 def _audit_round_trip(settings: Settings) -> str:

@@ -114,6 +114,36 @@ class JobsSettings(_Section):
     sweep_seconds: int = Field(default=30, ge=1, le=3600)
 
 
+class TranscriptionSettings(_Section):
+    # A model name from models/manifest.toml (its folder under models_dir).
+    model: str = Field(default="whisper-tiny-en", min_length=1)
+    # auto: cuda when CTranslate2 sees a GPU, else cpu.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: int8 on cpu, float16 on cuda.
+    compute_type: Literal["auto", "int8", "int8_float16", "float16", "float32"] = "auto"
+    # CPU threads for CTranslate2 (0: its default, one per core).
+    cpu_threads: int = Field(default=0, ge=0, le=256)
+    beam_size: int = Field(default=5, ge=1, le=20)
+    # "auto" detects the language (stored with the transcript); else an ISO code such as "he".
+    language: str = Field(default="auto", pattern=r"^(auto|[a-z]{2,3})$")
+    # Skip non-speech with faster-whisper's Silero VAD (fewer hallucinations in silence).
+    vad_filter: bool = True
+    # Batched inference (BatchedInferencePipeline), used on CUDA.
+    batch_size: int = Field(default=16, ge=1, le=256)
+
+
+class DiarizationSettings(_Section):
+    # embedded: Silero VAD + Resemblyzer + clustering (ships with the demo profile).
+    # pyannote: pyannote.audio from the local folder of the manifest model `pyannote_model`.
+    backend: Literal["embedded", "pyannote"] = "embedded"
+    pyannote_model: str = "pyannote-community-1"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_speakers: int = Field(default=4, ge=1, le=20)
+    # Cosine similarity to the therapist's enrolled voiceprint above which a speaker is the
+    # therapist (Resemblyzer: the same voice scores about 0.8-0.95, different voices below 0.7).
+    therapist_similarity: float = Field(default=0.72, ge=0.0, le=1.0)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -139,6 +169,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     recordings: RecordingsSettings = RecordingsSettings()
     jobs: JobsSettings = JobsSettings()
+    transcription: TranscriptionSettings = TranscriptionSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

@@ -148,14 +148,20 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     first = run_cli("demo", "--data-dir", str(data_dir))
     assert first.returncode == 0, first.stderr
     assert "/health/ready -> ready" in first.stdout
-    assert "s, " in first.stdout.split("5. Taking")[1]  # the recording's duration
-    assert "jobs queued: probe" in first.stdout
-    assert "probe: succeeded after 1 attempt(s)" in first.stdout
+    assert "enrolled from" in first.stdout
+    assert "s, " in first.stdout.split("Taking a recorded session in")[1]  # its duration
+    assert "jobs queued: probe, transcribe, diarize, attribute" in first.stdout
+    for stage in ("probe", "transcribe", "diarize", "attribute"):
+        assert f"{stage}: succeeded after 1 attempt(s)" in first.stdout
     assert "LUFS integrated" in first.stdout
     assert "-120.0 LUFS" not in first.stdout  # speech has a real loudness
+    assert "is the therapist (" in first.stdout
+    assert "by voiceprint" in first.stdout
+    assert "therapist: Welcome back." in first.stdout
     assert "checkpoints verify" in first.stdout
-    assert "was not transcribed; no question was answered" in first.stdout
+    assert "transcribed; no patient question was answered yet" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
     assert "already ingested earlier" in again.stdout
+    assert "already enrolled" in again.stdout
     assert "probe: succeeded after 1 attempt(s)" in again.stdout  # not run a second time

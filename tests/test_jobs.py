@@ -29,8 +29,14 @@ from appliance.recordings.models import TherapySession
 from appliance.settings import Settings
 from tests.audio import make_audio
 from tests.conftest import CLINIC_IT, add_recording, consented_session
+from tests.speech_fakes import FakeSpeech
 
 LATER = timedelta(days=1)
+
+
+def fake_pipeline() -> dict[str, Stage]:
+    """The real stages, with deterministic speech backends."""
+    return FakeSpeech().pipeline()
 
 
 @dataclass
@@ -114,7 +120,7 @@ def test_a_recording_arrives_with_a_queued_job_for_every_pipeline_stage(
 def test_the_probe_stage_measures_the_recording_and_its_job_succeeds(
     session: Session, database: Database, settings: Settings, store: KeyStore, recording: Any
 ) -> None:
-    assert run_all(database, settings, store, pipeline()) == 1
+    assert run_all(database, settings, store, fake_pipeline()) == 4
     job = job_rows(session, recording.recording_id)["probe"]
     assert (job.state, job.progress, job.attempts) == ("succeeded", 100, 1)
     assert job.output_version == ProbeStage.version
@@ -169,12 +175,12 @@ def test_speech_from_the_packaged_voice_gets_its_real_loudness() -> None:
 def test_running_the_probe_stage_twice_writes_its_output_once(
     session: Session, database: Database, settings: Settings, store: KeyStore, recording: Any
 ) -> None:
-    run_all(database, settings, store, pipeline())
+    run_all(database, settings, store, fake_pipeline())
     job = job_rows(session, recording.recording_id)["probe"]
     job.state = "queued"  # as if the job were delivered again after it had committed
     session.add(job)
     session.commit()
-    assert run_all(database, settings, store, pipeline()) == 1
+    assert run_all(database, settings, store, fake_pipeline()) == 1
     assert job_rows(session, recording.recording_id)["probe"].state == "succeeded"
     assert len(session.exec(select(RecordingProbe)).all()) == 1
 
@@ -187,10 +193,10 @@ def test_a_worker_that_lost_its_lease_can_no_longer_commit(
     assert jobs.sweep(session, now=jobs.now_utc() + LATER) == 1  # its lease ran out
     healthy = jobs.claim(session, "healthy-worker", 60, now=jobs.now_utc() + LATER)
     assert healthy is not None
-    assert runner.run_leased(database, settings, store, healthy, pipeline()) == "succeeded"
+    assert runner.run_leased(database, settings, store, healthy, fake_pipeline()) == "succeeded"
 
     # The stalled worker wakes up and tries to commit what it computed.
-    assert runner.run_leased(database, settings, store, stalled, pipeline()) == "lost"
+    assert runner.run_leased(database, settings, store, stalled, fake_pipeline()) == "lost"
     job = job_rows(session, recording.recording_id)["probe"]
     assert (job.state, job.attempts) == ("succeeded", 2)
     assert "stopped renewing its lease" in (job.last_error or "")
@@ -202,7 +208,7 @@ def test_a_failing_stage_is_retried_after_a_backoff_then_dead_and_keeps_no_patie
 ) -> None:
     flaky = FakeStage("flaky", failures=99)
     add_fake_jobs(session, recording, flaky, attempts=3)
-    stages: dict[str, Stage] = {"flaky": flaky, **pipeline()}
+    stages: dict[str, Stage] = {"flaky": flaky, **fake_pipeline()}
     run_all(database, settings, store, stages)
     job = job_rows(session, recording.recording_id)["flaky"]
     assert (job.state, job.attempts) == ("failed", 1)
@@ -224,7 +230,7 @@ def test_an_unusable_input_makes_the_job_dead_at_once_with_the_reason(
 ) -> None:
     broken = FakeStage("broken", failures=1, error=PermanentError("the recording has no speech"))
     add_fake_jobs(session, recording, broken)
-    run_all(database, settings, store, {"broken": broken, **pipeline()})
+    run_all(database, settings, store, {"broken": broken, **fake_pipeline()})
     job = job_rows(session, recording.recording_id)["broken"]
     assert (job.state, job.attempts) == ("dead", 1)
     assert job.last_error == "PermanentError: the recording has no speech"
@@ -236,7 +242,7 @@ def test_a_stage_waits_for_the_stage_it_runs_after(
     first = FakeStage("first", failures=99)
     second = FakeStage("second", after="first")
     add_fake_jobs(session, recording, first, second, attempts=1)
-    stages: dict[str, Stage] = {"first": first, "second": second, **pipeline()}
+    stages: dict[str, Stage] = {"first": first, "second": second, **fake_pipeline()}
     run_all(database, settings, store, stages)
     rows = job_rows(session, recording.recording_id)
     assert (rows["first"].state, rows["second"].state) == ("dead", "queued")
@@ -259,22 +265,22 @@ def test_withdrawing_consent_cancels_the_waiting_jobs_that_need_it_and_only_thos
     recording: Any,
     bob: PatientPublic,
 ) -> None:
-    transcribe = FakeStage("transcribe", purpose=Purpose.transcription)
+    transcribe = FakeStage("fake-transcribe", purpose=Purpose.transcription)
     add_fake_jobs(session, recording, transcribe)
     revoke(session, bob.id, Purpose.transcription)
     rows = job_rows(session, recording.recording_id)
-    assert rows["transcribe"].state == "cancelled"
-    assert rows["transcribe"].last_error == "consent withdrawn"
+    assert rows["fake-transcribe"].state == "cancelled"
+    assert rows["fake-transcribe"].last_error == "consent withdrawn"
     assert rows["probe"].state == "queued"
-    run_all(database, settings, store, {"transcribe": transcribe, **pipeline()})
+    run_all(database, settings, store, {"fake-transcribe": transcribe, **fake_pipeline()})
     assert transcribe.attempts == []
     assert job_rows(session, recording.recording_id)["probe"].state == "succeeded"
 
     # Retrying without consent cancels it again at the moment of use.
-    jobs.retry(session, CLINIC_IT, rows["transcribe"].id)
+    jobs.retry(session, CLINIC_IT, rows["fake-transcribe"].id)
     session.commit()
-    run_all(database, settings, store, {"transcribe": transcribe, **pipeline()})
-    assert job_rows(session, recording.recording_id)["transcribe"].state == "cancelled"
+    run_all(database, settings, store, {"fake-transcribe": transcribe, **fake_pipeline()})
+    assert job_rows(session, recording.recording_id)["fake-transcribe"].state == "cancelled"
     assert transcribe.attempts == []
 
 
@@ -286,7 +292,7 @@ def test_consent_withdrawn_while_a_stage_runs_throws_its_output_away(
     recording: Any,
     bob: PatientPublic,
 ) -> None:
-    transcribe = FakeStage("transcribe", purpose=Purpose.transcription)
+    transcribe = FakeStage("fake-transcribe", purpose=Purpose.transcription)
     add_fake_jobs(session, recording, transcribe)
     original = transcribe.run
 
@@ -296,10 +302,10 @@ def test_consent_withdrawn_while_a_stage_runs_throws_its_output_away(
         return original(context)
 
     transcribe.run = withdraw_midway  # type: ignore[method-assign]
-    run_all(database, settings, store, {"transcribe": transcribe, **pipeline()})
+    run_all(database, settings, store, {"fake-transcribe": transcribe, **fake_pipeline()})
     assert transcribe.attempts == [1]
     assert transcribe.saved == []
-    assert job_rows(session, recording.recording_id)["transcribe"].state == "cancelled"
+    assert job_rows(session, recording.recording_id)["fake-transcribe"].state == "cancelled"
 
 
 def test_the_sweep_counts_a_lost_worker_as_a_failed_attempt(
@@ -330,7 +336,7 @@ def test_an_erased_patients_running_job_ends_without_output(
     assert lease is not None
     erase_patient(session, store, CLINIC_IT, settings.files_dir, bob.id)
     session.commit()
-    assert runner.run_leased(database, settings, store, lease, pipeline()) == "lost"
+    assert runner.run_leased(database, settings, store, lease, fake_pipeline()) == "lost"
     assert session.exec(select(Job)).all() == []
     assert session.exec(select(RecordingProbe)).all() == []
 
@@ -372,3 +378,39 @@ def test_unfinished_knows_when_nothing_more_will_happen(
     for row in rows:
         row.state = states.get(row.stage, JobState.queued.value)
     assert jobs.unfinished(rows) is expected
+
+
+def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_retried_with_them(
+    session: Session,
+    database: Database,
+    settings: Settings,
+    store: KeyStore,
+    alice: UserPublic,
+    bob: PatientPublic,
+) -> None:
+    row = consented_session(session, bob.id, alice.id, Purpose.recording)
+    added = add_recording(session, settings, store, row, make_audio("wav"))
+    speech = FakeSpeech()
+    assert run_all(database, settings, store, speech.pipeline()) == 1  # probe only
+    states = {s: (j.state, j.last_error) for s, j in job_rows(session, added.recording_id).items()}
+    reason = "consent for transcription is not given"
+    assert states == {
+        "probe": ("succeeded", None),
+        "transcribe": ("cancelled", reason),
+        "diarize": ("cancelled", reason),
+        "attribute": ("cancelled", reason),
+    }
+    assert speech.transcriber.heard == []
+
+    consent.change(
+        session,
+        CLINIC_IT,
+        bob.id,
+        [Purpose.transcription],
+        ConsentStatus.granted,
+        ConsentMethod.paper,
+    )
+    jobs.retry(session, CLINIC_IT, job_rows(session, added.recording_id)["transcribe"].id)
+    session.commit()
+    assert run_all(database, settings, store, speech.pipeline()) == 3
+    assert {j.state for j in job_rows(session, added.recording_id).values()} == {"succeeded"}

@@ -23,6 +23,7 @@ from appliance.crypto.keystore import KeyStore
 from appliance.crypto.service import patient_cipher
 from appliance.crypto.streams import FileContext, decrypt_file
 from appliance.db import Database
+from appliance.pipeline.stages import pipeline
 from appliance.settings import Settings, load_settings
 from tests.audio import FORMATS, make_audio
 from tests.conftest import (
@@ -183,7 +184,8 @@ def test_one_idempotency_key_makes_one_recording(
     assert second.json()["jobs"] == first.json()["jobs"]  # the same jobs, not new ones
     assert len(recording_files(settings, bob)) == 1
     assert session.execute(text("SELECT count(*) FROM recordings")).scalar_one() == 1
-    assert session.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 1
+    jobs = session.execute(text("SELECT count(*) FROM jobs")).scalar_one()
+    assert jobs == len(pipeline())  # one per stage, once
 
 
 def test_an_upload_answers_with_its_jobs_and_the_status_follows_them(
@@ -195,16 +197,17 @@ def test_an_upload_answers_with_its_jobs_and_the_status_follows_them(
     browser: Browser,
 ) -> None:
     from appliance.jobs.runner import drain
-    from appliance.pipeline.stages import pipeline
 
     client, csrf = as_alice
     accepted = upload(client, csrf, bobs_session, make_audio("m4a")).json()
-    assert [(j["stage"], j["state"]) for j in accepted["jobs"]] == [("probe", "queued")]
+    assert [(j["stage"], j["state"]) for j in accepted["jobs"]] == [
+        (stage, "queued") for stage in pipeline()
+    ]
     status = client.get(f"/api/v1/sessions/{bobs_session}/status").json()
     [recording] = status["recordings"]
     assert recording["recording_id"] == accepted["recording_id"]
     assert [(s["id"], s["state"], s["progress"]) for s in recording["stages"]] == [
-        (accepted["jobs"][0]["id"], "queued", 0)
+        (job["id"], "queued", 0) for job in accepted["jobs"]
     ]
     assert recording["done"] is False
 
@@ -215,6 +218,8 @@ def test_an_upload_answers_with_its_jobs_and_the_status_follows_them(
         "succeeded",
         100,
     )
+    # bob consented to recording only: the speech stages end cancelled, and that is the end.
+    assert {s["state"] for s in recording["stages"][1:]} == {"cancelled"}
     assert recording["done"] is True
     assert status["status"] == "recorded"
 

@@ -100,6 +100,9 @@ def test_ingest_wait_runs_the_stages_itself_when_no_worker_is_running(
     result = run_cli("ingest", "--session", str(bobs_session.id), str(audio), "--wait", env=env)
     assert result.returncode == 0, result.stderr
     assert "probe: succeeded" in result.stdout
+    # bob consented to recording only: the speech stages are cancelled, which is no failure.
+    for stage in ("transcribe", "diarize", "attribute"):
+        assert f"{stage}: cancelled consent for transcription is not given" in result.stdout
     assert probe_job(session).worker is not None
     assert len(session.exec(select(RecordingProbe)).all()) == 1
 

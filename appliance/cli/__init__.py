@@ -104,6 +104,6 @@ def main() -> None:
     logging.captureWarnings(True)
 
 
-from appliance.cli import access, admin, audit, clinical, jobs, ops  # noqa: E402  (registers)
+from appliance.cli import access, admin, audit, clinical, jobs, ops, speech  # noqa: E402
 
-__all__ = ["access", "admin", "audit", "clinical", "jobs", "main", "ops", "run"]
+__all__ = ["access", "admin", "audit", "clinical", "jobs", "main", "ops", "run", "speech"]

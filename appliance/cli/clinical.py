@@ -158,8 +158,8 @@ def sessions_release(
 @click.option(
     "--wait",
     is_flag=True,
-    help="Return when every stage has finished (exit 1 if one failed); runs them here when "
-    "no worker is running.",
+    help="Return when every stage has finished (exit 1 if one failed; stages the patient has "
+    "not consented to are cancelled, not failed); runs them here when no worker is running.",
 )
 @data_dir_option
 @json_option
@@ -211,7 +211,13 @@ def ingest_command(
         {"id": str(j.id), "stage": j.stage, "state": j.state, "last_error": j.last_error}
         for j in finished
     ]
-    failed = [j for j in finished if j.state != JobState.succeeded.value]
+    # Stages cancelled for want of consent are the patient's choice, not a failure.
+    failed = [
+        j
+        for j in finished
+        if j.state != JobState.succeeded.value
+        and not (j.state == JobState.cancelled.value and "consent" in (j.last_error or ""))
+    ]
     lines = [f"  {j.stage}: {j.state} {j.last_error or ''}".rstrip() for j in finished]
     human = "\n".join([str(prepared.recording_id), *lines])
     emit({"id": payload["recording_id"], **payload}, as_json, human)

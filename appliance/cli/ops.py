@@ -127,17 +127,38 @@ def demo(data_dir: Path | None) -> None:
     run_demo(settings_for(data_dir), click.echo)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--size-mb", type=click.IntRange(1, 8192), default=256, show_default=True)
 @click.option("--runs", type=click.IntRange(1, 20), default=3, show_default=True)
 @data_dir_option
 @json_option
+@click.pass_context
 @one_line_errors
-def bench(size_mb: int, runs: int, data_dir: Path | None, as_json: bool) -> None:
-    """Measure the upload path (encryption, audio proof) beside the raw library calls."""
+def bench(
+    ctx: click.Context, size_mb: int, runs: int, data_dir: Path | None, as_json: bool
+) -> None:
+    """Measure the upload path (encryption, audio proof) beside the raw library calls;
+    `bench pipeline FILE` measures the speech stages."""
+    if ctx.invoked_subcommand is not None:
+        return
     from appliance import bench as benchmarks
 
     settings = settings_for(data_dir)
     folder = settings.data_dir if settings.data_dir.is_dir() else None  # same disk as uploads
     result = benchmarks.report(size_mb, runs, folder)
     emit(result, as_json, benchmarks.render(result))
+
+
+@bench.command("pipeline")
+@click.argument("audio", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--runs", type=click.IntRange(1, 20), default=3, show_default=True)
+@data_dir_option
+@json_option
+@one_line_errors
+def bench_pipeline(audio: Path, runs: int, data_dir: Path | None, as_json: bool) -> None:
+    """Wall time, real-time factor and peak memory of each speech stage on AUDIO, beside the
+    raw faster-whisper call on the same audio (medians of --runs)."""
+    from appliance.pipeline import bench as pipeline_bench
+
+    result = pipeline_bench.report(settings_for(data_dir), audio, runs)
+    emit(result, as_json, pipeline_bench.render(result))

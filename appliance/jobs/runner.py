@@ -45,6 +45,12 @@ class StageContext:
     lease: Lease
     recording: Recording
     report: Callable[[int], None]  # progress 0-100; renews the lease; raises LeaseLost
+    database: Database  # for reading earlier stages' outputs; `run` never writes
+
+    def read(self, fn: Callable[[Any], Any]) -> Any:
+        """Run `fn(session)` in a short read-only session (earlier outputs, enrolments)."""
+        with self.database.session() as session:
+            return fn(session)
 
     def open_recording(self) -> BinaryIO:
         """The decrypted recording as a seekable file (decrypted chunk by chunk, in memory)."""
@@ -101,7 +107,7 @@ def run_leased(
     try:
         if recording is None:
             raise LeaseLost(str(lease.job_id))  # erased with its patient
-        context = StageContext(settings, store, lease, recording, report)
+        context = StageContext(settings, store, lease, recording, report, database)
         faults.point(lease.stage, "claimed")
         output = stage.run(context)
         faults.point(lease.stage, "computed")

@@ -129,8 +129,12 @@ def claim(
             return None
         purpose = Purpose(job.purpose)
         if not consent.is_granted(session, job.patient_id, purpose):
-            _finish(job, JobState.cancelled, moment, f"consent for {purpose.value} is not given")
-            session.add(job)
+            reason = f"consent for {purpose.value} is not given"
+            siblings = _locked_jobs(session, job.recording_id)
+            for stopped in [job, *downstream(siblings, job.stage)]:
+                if stopped.state in WAITING:  # what waits on it cannot run either
+                    _finish(stopped, JobState.cancelled, moment, reason)
+                    session.add(stopped)
             session.commit()
             continue
         job.state, job.attempts = JobState.running.value, job.attempts + 1
@@ -285,6 +289,10 @@ def retry(session: Session, actor: Actor, job_id: uuid.UUID) -> Job:
     job.state, job.attempts, job.run_after = JobState.queued.value, 0, now_utc()
     job.finished_at, job.updated_at = None, now_utc()
     session.add(job)
+    for waiting in downstream(_locked_jobs(session, job.recording_id), job.stage):
+        if waiting.state == JobState.cancelled.value:  # stopped because this one stopped
+            _requeue(waiting)
+            session.add(waiting)
     record(
         session,
         actor,
@@ -293,6 +301,50 @@ def retry(session: Session, actor: Actor, job_id: uuid.UUID) -> Job:
         ),
     )
     return job
+
+
+def downstream(jobs: Sequence[Job], stage: str) -> list[Job]:
+    """The jobs that run after `stage`, directly or through other stages."""
+    after = {job.stage: job.after_stage for job in jobs}
+
+    def depends(name: str | None) -> bool:
+        seen: set[str] = set()
+        while name is not None and name not in seen:
+            if name == stage:
+                return True
+            seen.add(name)
+            name = after.get(name)
+        return False
+
+    return [job for job in jobs if job.stage != stage and depends(job.after_stage)]
+
+
+def _requeue(job: Job) -> None:
+    job.state, job.attempts, job.progress = JobState.queued.value, 0, 0
+    job.run_after = job.updated_at = now_utc()
+    job.lease_token = job.lease_expires_at = job.worker = None
+    job.finished_at = job.output_version = job.last_error = None
+
+
+def _locked_jobs(session: Session, recording_id: uuid.UUID) -> list[Job]:
+    return list(
+        session.exec(
+            select(Job).where(Job.recording_id == recording_id).with_for_update(), **FRESH
+        ).all()
+    )
+
+
+def rerun_after(session: Session, recording_id: uuid.UUID, stage: str) -> list[str]:
+    """Queue again every stage downstream of `stage` that has run or is running, e.g. after a
+    therapist relabels speakers. A running job loses its lease, so its output is discarded at
+    commit. Returns the stages re-queued."""
+    requeued = []
+    for job in downstream(_locked_jobs(session, recording_id), stage):
+        if job.state != JobState.queued.value:
+            _requeue(job)
+            session.add(job)
+            requeued.append(job.stage)
+    return requeued
 
 
 def unfinished(jobs: Sequence[Job]) -> bool:

@@ -72,7 +72,7 @@ class RecordingProgress(SQLModel):
     created_at: datetime
     duration_seconds: float
     stages: list[JobPublic]  # in pipeline order
-    done: bool  # every stage succeeded
+    done: bool  # every stage succeeded or was cancelled (no consent): nothing more will run
 
 
 class SessionProgress(SQLModel):

@@ -199,7 +199,8 @@ def progress(session: Session, row: TherapySession) -> SessionProgress:
                 created_at=recording.created_at,
                 duration_seconds=recording.duration_seconds,
                 stages=stages,
-                done=all(job.state == "succeeded" for job in stages),
+                # Cancelled stages (no consent, or stopped by an administrator) end the work.
+                done=all(job.state in ("succeeded", "cancelled") for job in stages),
             )
         )
     return SessionProgress(session_id=row.id, status=row.status, recordings=items)

@@ -1,0 +1,213 @@
+"""The speech stages: transcribe -> diarize -> attribute (words to speakers, speakers to roles).
+
+Each stage decodes the recording itself (decoding is fast next to inference, and it keeps every
+stage independently retryable), computes outside any transaction while reporting progress,
+and saves one sealed document keyed by (recording, version). Backends are injected, so the
+domain tests run the real stages with deterministic fakes and other tests with real models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import Session, col, select
+
+from appliance.consent.models import Purpose
+from appliance.crypto.service import patient_cipher
+from appliance.jobs.runner import PermanentError, StageContext
+from appliance.pipeline import backends, documents
+from appliance.pipeline.align import Utterance, align
+from appliance.pipeline.models import Attribution, Diarization, Transcript
+from appliance.pipeline.roles import SpeakerRole, assign_roles, speaker_prints
+from appliance.pipeline.speech import Segment, SpeakerTurn, TranscriptInfo
+from appliance.pipeline.voices import therapist_voiceprint
+from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.pipeline.speech import Diarizer, Transcriber, VoiceEncoder
+
+
+class _Progress:
+    """Reports whole percents only, so a long recording renews its lease ~100 times, not
+    once per segment."""
+
+    def __init__(self, context: StageContext, total_seconds: float) -> None:
+        self.context, self.total, self.last = context, max(total_seconds, 0.001), -1
+
+    def __call__(self, seconds: float) -> None:
+        percent = min(99, int(100 * seconds / self.total))
+        if percent > self.last:
+            self.last = percent
+            self.context.report(percent)
+
+
+def _latest(session: Session, model: Any, recording_id: Any) -> Any:
+    return session.exec(
+        select(model)
+        .where(model.recording_id == recording_id)
+        .order_by(col(model.created_at).desc())
+        .limit(1)
+    ).first()
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    info: TranscriptInfo
+    segments: list[Segment]
+    model_id: str
+
+
+class TranscribeStage:
+    name = "transcribe"
+    purpose = Purpose.transcription
+    after: str | None = "probe"
+    version = "transcribe-1"
+
+    def __init__(self, transcriber: Callable[[Settings], Transcriber] | None = None) -> None:
+        self.transcriber = transcriber or backends.transcriber_for
+
+    def run(self, context: StageContext) -> Transcribed:
+        with context.open_recording() as reader:
+            audio = backends.decode(reader)
+        transcriber = self.transcriber(context.settings)
+        report = _Progress(context, len(audio) / 16000)
+        info, generated = transcriber.transcribe(audio)
+        segments = []
+        for segment in generated:  # a generator: progress follows the decoder
+            segments.append(segment)
+            report(segment.end)
+        return Transcribed(info, segments, transcriber.model_id)
+
+    def save(self, session: Session, context: StageContext, output: Transcribed) -> None:
+        recording = context.recording
+        cipher = patient_cipher(context.store, recording.patient_id)
+        values = {
+            "recording_id": recording.id,
+            "version": self.version,
+            "patient_id": recording.patient_id,
+            "model_id": output.model_id,
+            "language": output.info.language,
+            "language_probability": output.info.language_probability,
+            "duration_seconds": output.info.duration,
+            "segment_count": len(output.segments),
+            "word_count": sum(len(s.words) for s in output.segments),
+            "low_confidence_count": sum(s.low_confidence for s in output.segments),
+            "body_enc": documents.seal(
+                cipher,
+                "transcripts",
+                recording.id,
+                {"segments": documents.segments_doc(output.segments)},
+            ),
+        }
+        session.execute(insert(Transcript).values(**values).on_conflict_do_nothing())
+
+
+@dataclass(frozen=True)
+class Diarized:
+    turns: list[SpeakerTurn]
+    model_id: str
+
+
+class DiarizeStage:
+    name = "diarize"
+    purpose = Purpose.transcription
+    after: str | None = "transcribe"
+    version = "diarize-1"
+
+    def __init__(self, diarizer: Callable[[Settings], Diarizer] | None = None) -> None:
+        self.diarizer = diarizer or backends.diarizer_for
+
+    def run(self, context: StageContext) -> Diarized:
+        with context.open_recording() as reader:
+            audio = backends.decode(reader)
+        diarizer = self.diarizer(context.settings)
+        turns = diarizer.diarize(audio, _Progress(context, len(audio) / 16000))
+        return Diarized(sorted(turns, key=lambda t: (t.start, t.end)), diarizer.model_id)
+
+    def save(self, session: Session, context: StageContext, output: Diarized) -> None:
+        recording = context.recording
+        cipher = patient_cipher(context.store, recording.patient_id)
+        values = {
+            "recording_id": recording.id,
+            "version": self.version,
+            "patient_id": recording.patient_id,
+            "model_id": output.model_id,
+            "speaker_count": len({t.speaker for t in output.turns}),
+            "body_enc": documents.seal(
+                cipher, "diarizations", recording.id, documents.turns_doc(output.turns)
+            ),
+        }
+        session.execute(insert(Diarization).values(**values).on_conflict_do_nothing())
+
+
+@dataclass(frozen=True)
+class Attributed:
+    utterances: list[Utterance]
+    roles: list[SpeakerRole]
+
+
+class AttributeStage:
+    """Aligns words to speakers and decides roles (voiceprint of the session's therapist)."""
+
+    name = "attribute"
+    purpose = Purpose.transcription
+    after: str | None = "diarize"
+    version = "attribute-1"
+
+    def __init__(self, encoder: Callable[[Settings], VoiceEncoder] | None = None) -> None:
+        self.encoder = encoder or backends.voice_encoder_for
+
+    def run(self, context: StageContext) -> Attributed:
+        recording = context.recording
+        cipher = patient_cipher(context.store, recording.patient_id)
+
+        def inputs(session: Session) -> tuple[Any, Any, Any]:
+            transcript = _latest(session, Transcript, recording.id)
+            diarization = _latest(session, Diarization, recording.id)
+            voice = therapist_voiceprint(session, context.store, recording.session_id)
+            return transcript, diarization, voice
+
+        transcript, diarization, voice = context.read(inputs)
+        if transcript is None or diarization is None:
+            raise PermanentError("the transcript or the diarization is missing")
+        segments = documents.segments_from(
+            documents.open_sealed(cipher, "transcripts", recording.id, transcript.body_enc)[
+                "segments"
+            ]
+        )
+        turns = documents.turns_from(
+            documents.open_sealed(cipher, "diarizations", recording.id, diarization.body_enc)
+        )
+        utterances = align(segments, turns)
+        context.report(30)
+        prints = {}
+        if voice is not None and turns:
+            encoder = self.encoder(context.settings)
+            if encoder.model_id == voice.model_id:  # voiceprints of other models don't compare
+                with context.open_recording() as reader:
+                    audio = backends.decode(reader)
+                prints = speaker_prints(audio, turns, encoder)
+        roles = assign_roles(
+            turns,
+            prints,
+            voice.embedding if voice is not None else None,
+            context.settings.diarization.therapist_similarity,
+        )
+        return Attributed(utterances, roles)
+
+    def save(self, session: Session, context: StageContext, output: Attributed) -> None:
+        recording = context.recording
+        cipher = patient_cipher(context.store, recording.patient_id)
+        document = documents.attribution_doc(output.utterances, output.roles)
+        values = {
+            "recording_id": recording.id,
+            "version": self.version,
+            "patient_id": recording.patient_id,
+            "speaker_count": len(output.roles),
+            "utterance_count": len(output.utterances),
+            "body_enc": documents.seal(cipher, "attributions", recording.id, document),
+        }
+        session.execute(insert(Attribution).values(**values).on_conflict_do_nothing())
