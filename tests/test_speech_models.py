@@ -127,7 +127,7 @@ def test_bench_pipeline_reports_every_stage_beside_the_raw_call(env: dict[str, s
     assert result.returncode == 0, result.stderr
     measured: dict[str, Any] = json.loads(result.stdout)
     names = [row["name"] for row in measured["rows"]]
-    assert names[0] == "raw faster-whisper transcribe"
+    assert names[:2] == ["raw faster-whisper transcribe", "raw, sequential instead"]
     assert {"stage: transcribe", "stage: diarize", "stage: attribute"} <= set(names)
     assert all(row["seconds"] > 0 and row["peak_rss_mib"] > 0 for row in measured["rows"])
     assert measured["transcribe_vs_raw"] > 0

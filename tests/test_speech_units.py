@@ -211,3 +211,21 @@ def test_rttm_files_are_read_and_bad_ones_refused(tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(Invalid, match="no SPEAKER"):
         read_rttm(empty)
+
+
+def test_the_batched_decoder_runs_only_where_the_vad_can_cut_the_audio(tmp_path: Path) -> None:
+    from appliance.pipeline.whisper import ModelMissing, WhisperTranscriber
+    from appliance.settings import TranscriptionSettings
+
+    def made(**options: object) -> WhisperTranscriber:
+        return WhisperTranscriber(tmp_path, TranscriptionSettings(device="cpu", **options))  # type: ignore[arg-type]
+
+    assert made().batched
+    assert made().compute_type == "int8"
+    assert not made(batched=False).batched
+    assert not made(vad_filter=False).batched
+    assert (
+        WhisperTranscriber(tmp_path, TranscriptionSettings(device="cuda")).compute_type == "float16"
+    )
+    with pytest.raises(ModelMissing, match="appliance models install"):
+        made().model()  # an empty folder: a clear error, never a download

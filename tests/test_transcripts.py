@@ -66,6 +66,15 @@ def enrol_alice(session: Session, store: KeyStore, alice: UserPublic) -> None:
     session.commit()
 
 
+@pytest.fixture
+def transcribed(
+    bobs_session: Any, database: Database, settings: Settings, store: KeyStore, speech: FakeSpeech
+) -> Any:
+    """bob's session after its stages ran (with the fake backends)."""
+    run_stages(database, settings, store, speech)
+    return bobs_session
+
+
 def transcript_url(row: Any) -> str:
     return f"/api/v1/sessions/{row.id}/transcript"
 
@@ -135,32 +144,23 @@ def test_the_transcript_has_speakers_roles_words_language_and_unclear_spans(
 
 def test_without_an_enrolled_voice_roles_are_a_low_confidence_guess(
     as_alice: Any,
-    bobs_session: Any,
-    database: Database,
-    settings: Settings,
-    store: KeyStore,
+    transcribed: Any,
     speech: FakeSpeech,
 ) -> None:
-    run_stages(database, settings, store, speech)
     client, _ = as_alice
-    speakers = client.get(transcript_url(bobs_session)).json()["speakers"]
+    speakers = client.get(transcript_url(transcribed)).json()["speakers"]
     assert {(s["source"], s["confidence"]) for s in speakers} == {("talk_time", 0.5)}
     assert speech.encoder.heard == []  # nothing to compare with, so no voiceprints made
 
 
 def test_only_a_therapist_of_the_patient_reads_the_transcript(
     browser: Browser,
-    bobs_session: Any,
-    database: Database,
-    settings: Settings,
-    store: KeyStore,
-    speech: FakeSpeech,
+    transcribed: Any,
 ) -> None:
-    run_stages(database, settings, store, speech)
     dora, _ = signed_in(browser, "dora@clinic.example")
-    assert dora.get(transcript_url(bobs_session)).status_code == 404
+    assert dora.get(transcript_url(transcribed)).status_code == 404
     bob, _ = signed_in(browser, "bob@portal.example")
-    assert bob.get(transcript_url(bobs_session)).status_code == 403
+    assert bob.get(transcript_url(transcribed)).status_code == 403
     alice, _ = signed_in(browser, "alice@clinic.example")
     missing = alice.get(f"/api/v1/sessions/{uuid.uuid4()}/transcript")
     assert missing.status_code == 404
@@ -169,25 +169,20 @@ def test_only_a_therapist_of_the_patient_reads_the_transcript(
 
 def test_after_transcription_consent_is_withdrawn_the_transcript_is_forbidden(
     as_alice: Any,
-    bobs_session: Any,
+    transcribed: Any,
     session: Session,
-    database: Database,
-    settings: Settings,
-    store: KeyStore,
-    speech: FakeSpeech,
 ) -> None:
-    run_stages(database, settings, store, speech)
     consent.change(
         session,
         CLINIC_IT,
-        bobs_session.patient_id,
+        transcribed.patient_id,
         [Purpose.transcription],
         ConsentStatus.revoked,
         ConsentMethod.paper,
     )
     session.commit()
     client, _ = as_alice
-    response = client.get(transcript_url(bobs_session))
+    response = client.get(transcript_url(transcribed))
     assert response.status_code == 403
     assert "transcription" in response.json()["detail"]
 
@@ -214,42 +209,32 @@ def test_a_session_without_a_recording_or_with_a_stopped_stage_says_so(
 
 def test_exports_are_webvtt_srt_and_plain_text_downloads(
     as_alice: Any,
-    bobs_session: Any,
-    database: Database,
-    settings: Settings,
-    store: KeyStore,
-    speech: FakeSpeech,
+    transcribed: Any,
 ) -> None:
-    run_stages(database, settings, store, speech)
     client, _ = as_alice
-    vtt = client.get(transcript_url(bobs_session), params={"format": "vtt"})
+    vtt = client.get(transcript_url(transcribed), params={"format": "vtt"})
     assert vtt.status_code == 200
     assert vtt.headers["content-type"].startswith("text/vtt")
-    assert f"transcript-{bobs_session.id}.vtt" in vtt.headers["content-disposition"]
+    assert f"transcript-{transcribed.id}.vtt" in vtt.headers["content-disposition"]
     assert vtt.text.startswith("WEBVTT")
     assert "[unclear] Thank you for watching." in vtt.text
-    srt = client.get(transcript_url(bobs_session), params={"format": "srt"})
+    srt = client.get(transcript_url(transcribed), params={"format": "srt"})
     assert "00:00:00,000 --> " in srt.text
-    txt = client.get(transcript_url(bobs_session), params={"format": "txt"})
+    txt = client.get(transcript_url(transcribed), params={"format": "txt"})
     assert "I walked every morning." in txt.text
-    bad = client.get(transcript_url(bobs_session), params={"format": "docx"})
+    bad = client.get(transcript_url(transcribed), params={"format": "docx"})
     assert bad.status_code == 400
 
 
 def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
     as_alice: Any,
-    bobs_session: Any,
+    transcribed: Any,
     session: Session,
-    database: Database,
-    settings: Settings,
-    store: KeyStore,
-    speech: FakeSpeech,
 ) -> None:
-    run_stages(database, settings, store, speech)
     [recording_id] = session.execute(text("SELECT id FROM recordings")).scalars().all()
     later = Job(
         recording_id=recording_id,
-        patient_id=bobs_session.patient_id,
+        patient_id=transcribed.patient_id,
         stage="chunk",
         purpose="transcription",
         after_stage="attribute",
@@ -262,7 +247,7 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
 
     client, csrf = as_alice
     response = client.post(
-        f"/api/v1/sessions/{bobs_session.id}/speakers",
+        f"/api/v1/sessions/{transcribed.id}/speakers",
         json={"speaker": "SPEAKER_00", "role": "patient"},
         headers={"X-CSRF-Token": csrf},
     )
@@ -276,9 +261,7 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
     assert states["transcribe"] == ("succeeded", 1)
     assert states["diarize"] == ("succeeded", 1)
 
-    speakers = {
-        s["speaker"]: s for s in client.get(transcript_url(bobs_session)).json()["speakers"]
-    }
+    speakers = {s["speaker"]: s for s in client.get(transcript_url(transcribed)).json()["speakers"]}
     assert (speakers["SPEAKER_00"]["role"], speakers["SPEAKER_00"]["source"]) == (
         "patient",
         "therapist",
@@ -290,7 +273,7 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
         ({"speaker": "SPEAKER_00", "role": "doctor"}, 422),
     ):
         refused = client.post(
-            f"/api/v1/sessions/{bobs_session.id}/speakers",
+            f"/api/v1/sessions/{transcribed.id}/speakers",
             json=bad,
             headers={"X-CSRF-Token": csrf},
         )

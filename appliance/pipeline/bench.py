@@ -3,9 +3,9 @@ memory, beside the raw faster-whisper call on the same audio in the same process
 
 The stage side does what the worker does: decrypt the recording chunk by chunk, decode, run
 the configured backend with progress reporting, apply the quality guards and seal the output.
-The raw side decodes the plain file and calls `WhisperModel.transcribe` with the same options.
-Both use the same loaded model, so loading is not measured. On CPU the batched pipeline is
-measured too: it is how the default (sequential on CPU) was chosen.
+The raw side decodes the plain file and calls faster-whisper the same way (batched or not)
+with the same options. Both use the same loaded model, so loading is not measured. The other
+decoder (sequential or batched) is measured too: that is how the default was chosen.
 """
 
 from __future__ import annotations
@@ -115,7 +115,10 @@ def report(settings: Settings, audio_path: Path, runs: int) -> dict[str, Any]:
 
         diarizer = backends.diarizer_for(settings)
         encoder = backends.voice_encoder_for(settings)
-        raw_call()  # warm-up: first calls allocate
+        same, other = (raw_batched, raw_call) if transcriber.batched else (raw_call, raw_batched)
+        mode = "BatchedInferencePipeline" if transcriber.batched else "WhisperModel.transcribe"
+        other_mode = "sequential" if transcriber.batched else "batched"
+        same()  # warm-up: first calls allocate
         rows: list[dict[str, Any]] = []
 
         def row(name: str, work: Callable[[], Any], note: str = "") -> Any:
@@ -131,9 +134,8 @@ def report(settings: Settings, audio_path: Path, runs: int) -> dict[str, Any]:
             )
             return result
 
-        row("raw faster-whisper transcribe", raw_call, "decode_audio + WhisperModel.transcribe")
-        if transcriber.device == "cpu":
-            row("raw batched pipeline (cpu)", raw_batched, "BatchedInferencePipeline")
+        row("raw faster-whisper transcribe", same, f"decode_audio + {mode} (as the stage)")
+        row(f"raw, {other_mode} instead", other, "the other decoder, for comparison")
         segments = row("stage: transcribe", transcribe_stage, transcriber.model_id)
         turns = row("stage: diarize", lambda: diarizer.diarize(decoded()), diarizer.model_id)
 
@@ -150,6 +152,7 @@ def report(settings: Settings, audio_path: Path, runs: int) -> dict[str, Any]:
         "audio_seconds": round(duration, 2),
         "runs": runs,
         "device": transcriber.device,
+        "batched": transcriber.batched,
         "rows": rows,
         "transcribe_vs_raw": round(stage / raw, 3) if raw else None,
     }
@@ -162,7 +165,8 @@ def _scratch(settings: Settings) -> str | None:
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{result['audio']}: {result['audio_seconds']} s of audio, device "
-        f"{result['device']}, median of {result['runs']} runs",
+        f"{result['device']}, {'batched' if result['batched'] else 'sequential'} decoder, "
+        f"median of {result['runs']} runs",
         f"{'':34} {'seconds':>8} {'RTF':>7} {'peak RSS MiB':>13}",
     ]
     for r in result["rows"]:

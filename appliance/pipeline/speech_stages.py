@@ -22,12 +22,12 @@ from appliance.pipeline import backends, documents
 from appliance.pipeline.align import Utterance, align
 from appliance.pipeline.models import Attribution, Diarization, Transcript
 from appliance.pipeline.roles import SpeakerRole, assign_roles, speaker_prints
-from appliance.pipeline.speech import Segment, SpeakerTurn, TranscriptInfo
+from appliance.pipeline.speech import SAMPLE_RATE, Segment, SpeakerTurn, TranscriptInfo
 from appliance.pipeline.voices import therapist_voiceprint
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
-    from appliance.pipeline.speech import Diarizer, Transcriber, VoiceEncoder
+    from appliance.pipeline.speech import Audio, Diarizer, Transcriber, VoiceEncoder
 
 
 class _Progress:
@@ -44,13 +44,36 @@ class _Progress:
             self.context.report(percent)
 
 
-def _latest(session: Session, model: Any, recording_id: Any) -> Any:
+def latest(session: Session, model: Any, recording_id: Any) -> Any:
+    """A recording's newest output of a stage (outputs are kept per version)."""
     return session.exec(
         select(model)
         .where(model.recording_id == recording_id)
         .order_by(col(model.created_at).desc())
         .limit(1)
     ).first()
+
+
+def _decoded(context: StageContext) -> Audio:
+    with context.open_recording() as reader:
+        return backends.decode(reader)
+
+
+def _save(
+    session: Session, context: StageContext, model: Any, version: str, document: Any, **columns: Any
+) -> None:
+    """Insert the stage's sealed output once (a second run of the stage writes nothing)."""
+    recording = context.recording
+    cipher = patient_cipher(context.store, recording.patient_id)
+    table = model.__tablename__
+    values = {
+        "recording_id": recording.id,
+        "version": version,
+        "patient_id": recording.patient_id,
+        "body_enc": documents.seal(cipher, table, recording.id, document),
+        **columns,
+    }
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
 @dataclass(frozen=True)
@@ -70,10 +93,9 @@ class TranscribeStage:
         self.transcriber = transcriber or backends.transcriber_for
 
     def run(self, context: StageContext) -> Transcribed:
-        with context.open_recording() as reader:
-            audio = backends.decode(reader)
+        audio = _decoded(context)
         transcriber = self.transcriber(context.settings)
-        report = _Progress(context, len(audio) / 16000)
+        report = _Progress(context, len(audio) / SAMPLE_RATE)
         info, generated = transcriber.transcribe(audio)
         segments = []
         for segment in generated:  # a generator: progress follows the decoder
@@ -82,27 +104,21 @@ class TranscribeStage:
         return Transcribed(info, segments, transcriber.model_id)
 
     def save(self, session: Session, context: StageContext, output: Transcribed) -> None:
-        recording = context.recording
-        cipher = patient_cipher(context.store, recording.patient_id)
-        values = {
-            "recording_id": recording.id,
-            "version": self.version,
-            "patient_id": recording.patient_id,
-            "model_id": output.model_id,
-            "language": output.info.language,
-            "language_probability": output.info.language_probability,
-            "duration_seconds": output.info.duration,
-            "segment_count": len(output.segments),
-            "word_count": sum(len(s.words) for s in output.segments),
-            "low_confidence_count": sum(s.low_confidence for s in output.segments),
-            "body_enc": documents.seal(
-                cipher,
-                "transcripts",
-                recording.id,
-                {"segments": documents.segments_doc(output.segments)},
-            ),
-        }
-        session.execute(insert(Transcript).values(**values).on_conflict_do_nothing())
+        segments = output.segments
+        _save(
+            session,
+            context,
+            Transcript,
+            self.version,
+            {"segments": documents.segments_doc(segments)},
+            model_id=output.model_id,
+            language=output.info.language,
+            language_probability=output.info.language_probability,
+            duration_seconds=output.info.duration,
+            segment_count=len(segments),
+            word_count=sum(len(s.words) for s in segments),
+            low_confidence_count=sum(s.low_confidence for s in segments),
+        )
 
 
 @dataclass(frozen=True)
@@ -121,26 +137,21 @@ class DiarizeStage:
         self.diarizer = diarizer or backends.diarizer_for
 
     def run(self, context: StageContext) -> Diarized:
-        with context.open_recording() as reader:
-            audio = backends.decode(reader)
+        audio = _decoded(context)
         diarizer = self.diarizer(context.settings)
-        turns = diarizer.diarize(audio, _Progress(context, len(audio) / 16000))
+        turns = diarizer.diarize(audio, _Progress(context, len(audio) / SAMPLE_RATE))
         return Diarized(sorted(turns, key=lambda t: (t.start, t.end)), diarizer.model_id)
 
     def save(self, session: Session, context: StageContext, output: Diarized) -> None:
-        recording = context.recording
-        cipher = patient_cipher(context.store, recording.patient_id)
-        values = {
-            "recording_id": recording.id,
-            "version": self.version,
-            "patient_id": recording.patient_id,
-            "model_id": output.model_id,
-            "speaker_count": len({t.speaker for t in output.turns}),
-            "body_enc": documents.seal(
-                cipher, "diarizations", recording.id, documents.turns_doc(output.turns)
-            ),
-        }
-        session.execute(insert(Diarization).values(**values).on_conflict_do_nothing())
+        _save(
+            session,
+            context,
+            Diarization,
+            self.version,
+            documents.turns_doc(output.turns),
+            model_id=output.model_id,
+            speaker_count=len({t.speaker for t in output.turns}),
+        )
 
 
 @dataclass(frozen=True)
@@ -165,8 +176,8 @@ class AttributeStage:
         cipher = patient_cipher(context.store, recording.patient_id)
 
         def inputs(session: Session) -> tuple[Any, Any, Any]:
-            transcript = _latest(session, Transcript, recording.id)
-            diarization = _latest(session, Diarization, recording.id)
+            transcript = latest(session, Transcript, recording.id)
+            diarization = latest(session, Diarization, recording.id)
             voice = therapist_voiceprint(session, context.store, recording.session_id)
             return transcript, diarization, voice
 
@@ -187,9 +198,7 @@ class AttributeStage:
         if voice is not None and turns:
             encoder = self.encoder(context.settings)
             if encoder.model_id == voice.model_id:  # voiceprints of other models don't compare
-                with context.open_recording() as reader:
-                    audio = backends.decode(reader)
-                prints = speaker_prints(audio, turns, encoder)
+                prints = speaker_prints(_decoded(context), turns, encoder)
         roles = assign_roles(
             turns,
             prints,
@@ -199,15 +208,12 @@ class AttributeStage:
         return Attributed(utterances, roles)
 
     def save(self, session: Session, context: StageContext, output: Attributed) -> None:
-        recording = context.recording
-        cipher = patient_cipher(context.store, recording.patient_id)
-        document = documents.attribution_doc(output.utterances, output.roles)
-        values = {
-            "recording_id": recording.id,
-            "version": self.version,
-            "patient_id": recording.patient_id,
-            "speaker_count": len(output.roles),
-            "utterance_count": len(output.utterances),
-            "body_enc": documents.seal(cipher, "attributions", recording.id, document),
-        }
-        session.execute(insert(Attribution).values(**values).on_conflict_do_nothing())
+        _save(
+            session,
+            context,
+            Attribution,
+            self.version,
+            documents.attribution_doc(output.utterances, output.roles),
+            speaker_count=len(output.roles),
+            utterance_count=len(output.utterances),
+        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -31,6 +30,7 @@ from appliance.pipeline.schemas import (
     TranscriptPublic,
     WordPublic,
 )
+from appliance.pipeline.speech_stages import latest
 from appliance.recordings.models import Recording, TherapySession
 
 FINAL_STAGE = "attribute"
@@ -41,15 +41,6 @@ class _Part:
     recording: Recording
     prefix: str
     offset: float
-
-
-def _latest(session: Session, model: Any, recording_id: uuid.UUID) -> Any:
-    return session.exec(
-        select(model)
-        .where(model.recording_id == recording_id)
-        .order_by(col(model.created_at).desc())
-        .limit(1)
-    ).first()
 
 
 def _parts(session: Session, row: TherapySession) -> list[_Part]:
@@ -101,8 +92,8 @@ def read(
     languages, models, duration = [], [], 0.0
     for part in parts:
         recording_id = part.recording.id
-        transcript = _latest(session, Transcript, recording_id)
-        attribution = _latest(session, Attribution, recording_id)
+        transcript = latest(session, Transcript, recording_id)
+        attribution = latest(session, Attribution, recording_id)
         if transcript is None or attribution is None:
             raise Conflict("the transcript of this session is missing; retry its jobs")
         languages.append(transcript.language)
@@ -181,7 +172,7 @@ def relabel(
     parts = _parts(session, row)
     prefix, _, label = speaker.rpartition(":")
     part = next((p for p in parts if p.prefix == (prefix + ":" if prefix else "")), None)
-    attribution = _latest(session, Attribution, part.recording.id) if part else None
+    attribution = latest(session, Attribution, part.recording.id) if part else None
     if part is None or attribution is None:
         raise NotFound("no such speaker in this session")
     cipher = patient_cipher(store, row.patient_id)
