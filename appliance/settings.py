@@ -129,8 +129,8 @@ class TranscriptionSettings(_Section):
     # Skip non-speech with faster-whisper's Silero VAD (fewer hallucinations in silence).
     vad_filter: bool = True
     # faster-whisper's BatchedInferencePipeline (VAD-cut chunks decoded in batches). Measured
-    # on a 2-core CPU it is 2.1x faster than the sequential decoder on a 284 s recording
-    # (16.8 s against 35.2 s) at a similar WER; on CUDA it is the library's fast path.
+    # on a 2-core CPU it is 2.1-2.4x faster than the sequential decoder on a 284 s recording
+    # (16.8 s against 35.2-40.1 s) at a similar WER; on CUDA it is the library's fast path.
     batched: bool = True
     batch_size: int = Field(default=16, ge=1, le=256)
 

@@ -3,7 +3,7 @@
 The model is loaded once per worker process from the folder the manifest names (never from a
 hub) and reused for every recording. By default the stage uses faster-whisper's
 `BatchedInferencePipeline` (VAD-cut chunks decoded several at a time) on CUDA and on CPU:
-`appliance bench pipeline` measured it 2.1x faster than the sequential decoder on a 2-core CPU
+`appliance bench pipeline` measured it 2.1-2.4x faster than the sequential decoder on a 2-core CPU
 for a 284 s recording, at a similar word error rate. `[transcription] batched = false` picks
 the sequential decoder (it conditions on the previous text and needs less memory).
 """
