@@ -26,7 +26,7 @@ from appliance.jobs.controllers import JobController
 from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
 from appliance.pipeline.controllers import TranscriptController, VoiceController
-from appliance.pipeline.pages import TranscriptPages
+from appliance.pipeline.pages import TranscriptPages, VoicePages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
 from appliance.settings import Settings, read_secret_file
@@ -64,6 +64,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             SessionPages,
             JobPages,
             TranscriptPages,
+            VoicePages,
             static_files(),
         ],
         template_config=template_config(),

@@ -351,5 +351,43 @@ def test_the_transcript_page_shows_speakers_times_unclear_passages_and_relabels(
         data={"csrf_token": "forged", "speaker": "SPEAKER_01", "role": "patient"},
         follow_redirects=False,
     )
-    assert forged.status_code in (303, 403)
-    assert "login" in forged.headers.get("location", "/console/login") or forged.status_code == 403
+    assert forged.status_code == 403
+    speakers = client.get(transcript_url(bobs_session)).json()["speakers"]
+    assert {s["speaker"]: s["role"] for s in speakers}["SPEAKER_01"] == "other"  # unchanged
+
+
+def test_a_therapist_enrols_their_voice_from_the_console(
+    as_alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "voice_encoder_for", lambda _: FakeEncoder())
+    client, _ = as_alice
+    page = client.get("/console/voice")
+    assert page.status_code == 200
+    assert "Not enrolled." in page.text
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+
+    def send(audio: bytes, csrf: str = token) -> Any:
+        return client.post(
+            "/console/voice",
+            data={"csrf_token": csrf},
+            files={"recording": ("me.wav", audio, "audio/wav")},
+            follow_redirects=False,
+        )
+
+    too_short = send(make_audio("wav", 2.0))
+    assert too_short.status_code == 422
+    assert "at least 5 seconds" in too_short.text
+    assert send(make_audio("wav", 6.0), csrf="forged").status_code == 403
+    assert "Not enrolled." in client.get("/console/voice").text
+
+    enrolled = send(make_audio("wav", 6.0))
+    assert enrolled.status_code == 303
+    shown = client.get(enrolled.headers["location"])
+    assert "Your voice is enrolled." in shown.text
+    assert "Enrolled from 6 seconds of speech (fake-encoder)" in shown.text
+
+    withdrawn = client.post(
+        "/console/voice/withdraw", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert withdrawn.status_code == 303
+    assert "Not enrolled." in client.get("/console/voice").text

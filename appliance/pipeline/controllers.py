@@ -41,6 +41,20 @@ def read_transcript(
     return found
 
 
+def enrol_voice(
+    db_session: Session, state: State, principal: Principal, audio: bytes
+) -> VoicePublic:
+    """Enrol the principal's voice from `audio` (runs the speaker encoder: call off the loop)."""
+    if not audio:
+        raise Invalid("send a recording of your voice")
+    from appliance.pipeline.backends import voice_encoder_for
+
+    encoder = voice_encoder_for(state.settings)
+    done = voices.enrol(db_session, state.keystore, encoder, principal.actor(), io.BytesIO(audio))
+    db_session.commit()
+    return VoicePublic(**done.__dict__)
+
+
 class TranscriptController(Controller):
     path = "/api/v1/sessions"
     tags = ["transcripts"]
@@ -115,20 +129,7 @@ class VoiceController(Controller):
         """The raw body is a short recording of the therapist speaking (5 s to 3 min)."""
         principal.require(Role.therapist)
         body = await request.body()
-        if not body:
-            raise Invalid("send a recording of your voice as the request body")
-
-        def work() -> VoicePublic:
-            from appliance.pipeline.backends import voice_encoder_for
-
-            encoder = voice_encoder_for(state.settings)
-            done = voices.enrol(
-                db_session, state.keystore, encoder, principal.actor(), io.BytesIO(body)
-            )
-            db_session.commit()
-            return VoicePublic(**done.__dict__)
-
-        return await anyio.to_thread.run_sync(work)
+        return await anyio.to_thread.run_sync(enrol_voice, db_session, state, principal, body)
 
     @delete("/", sync_to_thread=True)
     def withdraw(

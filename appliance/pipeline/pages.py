@@ -4,10 +4,12 @@ the therapist's relabelling form."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
@@ -17,8 +19,8 @@ from sqlmodel import Field, Session, SQLModel
 from appliance.auth.guards import Principal
 from appliance.clinic import access
 from appliance.clinic.models import Role as UserRole
-from appliance.pipeline import exports, transcripts
-from appliance.pipeline.controllers import read_transcript
+from appliance.pipeline import exports, transcripts, voices
+from appliance.pipeline.controllers import MAX_ENROLMENT_BYTES, enrol_voice, read_transcript
 from appliance.pipeline.schemas import Role, TranscriptPending
 from appliance.recordings import service as sessions
 from appliance.web.pages import PageController, page, see_other
@@ -75,3 +77,62 @@ class TranscriptPages(PageController):
         )
         db_session.commit()
         return see_other(f"/console/sessions/{session_id}/transcript?done=relabel")
+
+
+@dataclass
+class VoiceForm:
+    recording: UploadFile
+    csrf_token: str = ""
+
+
+class VoicePages(PageController):
+    """A therapist's own voice enrolment (the form twin of /api/v1/me/voice)."""
+
+    path = "/console/voice"
+
+    @get("/", sync_to_thread=True)
+    def show(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        done: FromQuery[str | None] = None,
+    ) -> Template:
+        principal.require(UserRole.therapist)
+        assert principal.user_id is not None
+        return page(
+            request,
+            "voice.html",
+            principal,
+            title="My voice",
+            voice=voices.status(db_session, principal.user_id),
+            notice=VOICE_NOTICES.get(done or ""),
+        )
+
+    @post("/", request_max_body_size=MAX_ENROLMENT_BYTES)
+    async def enrol(
+        self,
+        data: Annotated[VoiceForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Response[Any]:
+        principal.require(UserRole.therapist)
+        audio = await data.recording.read()
+        await anyio.to_thread.run_sync(enrol_voice, db_session, state, principal, audio)
+        return see_other("/console/voice?done=enrolled")
+
+    @post("/withdraw", sync_to_thread=True)
+    def withdraw(
+        self,
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> Response[Any]:
+        principal.require(UserRole.therapist)
+        voices.withdraw(db_session, state.keystore, principal.actor())
+        db_session.commit()
+        return see_other("/console/voice?done=withdrawn")
+
+
+VOICE_NOTICES = {"enrolled": "Your voice is enrolled.", "withdrawn": "Your voiceprint is deleted."}
