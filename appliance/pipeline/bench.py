@@ -76,12 +76,7 @@ def report(settings: Settings, audio_path: Path, runs: int) -> dict[str, Any]:
     assert isinstance(transcriber, WhisperTranscriber)
     model = transcriber.model()
     options = settings.transcription
-    common = {
-        "language": None if options.language == "auto" else options.language,
-        "beam_size": options.beam_size,
-        "word_timestamps": True,
-        "vad_filter": options.vad_filter,
-    }
+    common = transcriber.call_options()
     dek, patient = new_data_key(), uuid.uuid4()
     cipher, context = PatientCipher(patient, dek), FileContext("recording", uuid.uuid4(), patient)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=_scratch(settings)) as folder:

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from appliance.audit.service import Actor, AuditEntry, record
 from appliance.crypto.keystore import KeyMissing, KeyStore
-from appliance.crypto.service import PatientCipher
+from appliance.crypto.service import PatientCipher, new_patient_cipher, patient_cipher
 from appliance.errors import Invalid
 from appliance.pipeline.models import Voiceprint
 from appliance.recordings.models import TherapySession
@@ -49,12 +49,13 @@ class VoiceStatus:
 
 
 def _cipher(store: KeyStore, user_id: uuid.UUID, *, create: bool = False) -> PatientCipher:
+    """The user's own key (the key store keys any subject by id, not only patients)."""
     try:
-        return PatientCipher(user_id, store.get(user_id))
+        return patient_cipher(store, user_id)
     except KeyMissing:
         if not create:
             raise
-        return PatientCipher(user_id, store.create(user_id))
+        return new_patient_cipher(store, user_id)
 
 
 def enrol(

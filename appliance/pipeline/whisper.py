@@ -83,15 +83,19 @@ class WhisperTranscriber:
                 )
             return _models[key]
 
-    def transcribe(self, audio: Audio) -> tuple[TranscriptInfo, Iterator[Segment]]:
-        model = self.model()
-        language = None if self.options.language == "auto" else self.options.language
-        common: dict[str, Any] = {
-            "language": language,
+    def call_options(self) -> dict[str, Any]:
+        """faster-whisper's keyword arguments for this configuration (the bench's raw call
+        passes the same ones)."""
+        return {
+            "language": None if self.options.language == "auto" else self.options.language,
             "beam_size": self.options.beam_size,
             "word_timestamps": True,
             "vad_filter": self.options.vad_filter,
         }
+
+    def transcribe(self, audio: Audio) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        model = self.model()
+        common = self.call_options()
         if self.batched:
             from faster_whisper import BatchedInferencePipeline
 

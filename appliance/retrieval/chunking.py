@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from appliance.pipeline.exports import NAMES
 from appliance.pipeline.schemas import SegmentPublic
 
-NAMES = {"therapist": "Therapist", "patient": "Patient", "other": "Other"}
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
 
 
