@@ -36,6 +36,7 @@ TABLE_MODULES = (
     "appliance.recordings.models",
     "appliance.jobs.models",
     "appliance.pipeline.models",
+    "appliance.retrieval.models",
 )
 
 

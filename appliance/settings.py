@@ -147,6 +147,20 @@ class DiarizationSettings(_Section):
     therapist_similarity: float = Field(default=0.72, ge=0.0, le=1.0)
 
 
+class RetrievalSettings(_Section):
+    # A model name from models/manifest.toml (its folder under models_dir). Changing it
+    # re-embeds every chunk in the background; the old vectors serve until that is complete.
+    embedder: str = Field(default="all-minilm-l6-v2", min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    # Passages returned per question, after fusing vector and lexical ranks.
+    results: int = Field(default=5, ge=1, le=50)
+    # Nearest chunks by vector taken into the fusion (exact search over the patient's rows).
+    vector_candidates: int = Field(default=50, ge=1, le=1000)
+    # Reciprocal rank fusion constant: score = sum of 1 / (rrf_k + rank).
+    rrf_k: int = Field(default=60, ge=1, le=1000)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -174,6 +188,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     transcription: TranscriptionSettings = TranscriptionSettings()
     diarization: DiarizationSettings = DiarizationSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

@@ -120,7 +120,7 @@ def test_a_recording_arrives_with_a_queued_job_for_every_pipeline_stage(
 def test_the_probe_stage_measures_the_recording_and_its_job_succeeds(
     session: Session, database: Database, settings: Settings, store: KeyStore, recording: Any
 ) -> None:
-    assert run_all(database, settings, store, fake_pipeline()) == 4
+    assert run_all(database, settings, store, fake_pipeline()) == 5  # embed: no patient_chat
     job = job_rows(session, recording.recording_id)["probe"]
     assert (job.state, job.progress, job.attempts) == ("succeeded", 100, 1)
     assert job.output_version == ProbeStage.version
@@ -380,7 +380,7 @@ def test_unfinished_knows_when_nothing_more_will_happen(
     assert jobs.unfinished(rows) is expected
 
 
-def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_retried_with_them(
+def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_resumed_by_consent(
     session: Session,
     database: Database,
     settings: Settings,
@@ -399,6 +399,8 @@ def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_retri
         "transcribe": ("cancelled", reason),
         "diarize": ("cancelled", reason),
         "attribute": ("cancelled", reason),
+        "chunk": ("cancelled", reason),
+        "embed": ("cancelled", reason),
     }
     assert speech.transcriber.heard == []
 
@@ -409,8 +411,13 @@ def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_retri
         [Purpose.transcription],
         ConsentStatus.granted,
         ConsentMethod.paper,
-    )
-    jobs.retry(session, CLINIC_IT, job_rows(session, added.recording_id)["transcribe"].id)
+    )  # the stages waiting for it are queued again
     session.commit()
-    assert run_all(database, settings, store, speech.pipeline()) == 3
-    assert {j.state for j in job_rows(session, added.recording_id).values()} == {"succeeded"}
+    assert run_all(database, settings, store, speech.pipeline()) == 4
+    states = {s: (j.state, j.last_error) for s, j in job_rows(session, added.recording_id).items()}
+    assert set(states.pop("embed")) == {"cancelled", "consent for patient_chat is not given"}
+    assert set(states.values()) == {("succeeded", None)}
+    # A retry by hand puts a cancelled stage back too (and consent is checked again).
+    jobs.retry(session, CLINIC_IT, job_rows(session, added.recording_id)["embed"].id)
+    session.commit()
+    assert run_all(database, settings, store, speech.pipeline()) == 0

@@ -22,7 +22,6 @@ from appliance.crypto.keystore import KeyMissing, KeyStore
 from appliance.db import Database
 from appliance.jobs import runner
 from appliance.jobs import service as jobs
-from appliance.jobs.models import Job
 from appliance.pipeline import backends, voices
 from appliance.settings import Settings
 from tests.audio import make_audio
@@ -232,18 +231,6 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
     session: Session,
 ) -> None:
     [recording_id] = session.execute(text("SELECT id FROM recordings")).scalars().all()
-    later = Job(
-        recording_id=recording_id,
-        patient_id=transcribed.patient_id,
-        stage="chunk",
-        purpose="transcription",
-        after_stage="attribute",
-        state="succeeded",
-        attempts=1,
-        max_attempts=5,
-    )
-    session.add(later)
-    session.commit()
 
     client, csrf = as_alice
     response = client.post(
@@ -252,7 +239,7 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
         headers={"X-CSRF-Token": csrf},
     )
     assert response.status_code == 201, response.text
-    assert response.json() == {"requeued": ["chunk"]}
+    assert response.json() == {"requeued": ["chunk", "embed"]}
     session.expire_all()
     states = {
         job.stage: (job.state, job.attempts) for job in jobs.for_recording(session, recording_id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from litestar.exceptions import HTTPException
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -57,6 +58,8 @@ def one_line_errors(fn: F) -> F:
             raise click.ClickException(str(exc).splitlines()[0]) from None
         except ValueError as exc:  # e.g. an unreadable key file
             raise click.ClickException(str(exc).splitlines()[0]) from None
+        except HTTPException as exc:  # a role check shared with the web (`Principal.require`)
+            raise click.ClickException(str(exc.detail).splitlines()[0]) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -104,6 +107,17 @@ def main() -> None:
     logging.captureWarnings(True)
 
 
-from appliance.cli import access, admin, audit, clinical, jobs, ops, speech  # noqa: E402
+from appliance.cli import access, admin, audit, clinical, jobs, ops, retrieval, speech  # noqa: E402
 
-__all__ = ["access", "admin", "audit", "clinical", "jobs", "main", "ops", "run", "speech"]
+__all__ = [
+    "access",
+    "admin",
+    "audit",
+    "clinical",
+    "jobs",
+    "main",
+    "ops",
+    "retrieval",
+    "run",
+    "speech",
+]

@@ -162,3 +162,21 @@ def bench_pipeline(audio: Path, runs: int, data_dir: Path | None, as_json: bool)
 
     result = pipeline_bench.report(settings_for(data_dir), audio, runs)
     emit(result, as_json, pipeline_bench.render(result))
+
+
+@bench.command("search")
+@click.option("--chunks", type=click.IntRange(1), default=1_000_000, show_default=True)
+@click.option("--patients", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--queries", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--dim", type=click.IntRange(2, 2000), default=384, show_default=True)
+@json_option
+@one_line_errors
+def bench_search(chunks: int, patients: int, queries: int, dim: int, as_json: bool) -> None:
+    """p50/p95 latency and recall@10 of exact per-patient search (B-tree, then distance) beside
+    HNSW with the same patient filter, on synthetic chunks in a throwaway database."""
+    if chunks < patients:
+        raise click.BadParameter(f"must be at least --patients ({patients})", param_hint="--chunks")
+    from appliance.retrieval import bench as search_bench
+
+    result = search_bench.report(chunks, patients, queries, dim)
+    emit(result, as_json, search_bench.render(result))

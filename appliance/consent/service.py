@@ -91,13 +91,15 @@ def change(
         if store is None or files_root is None:
             raise ValueError("evidence needs the key store and the files folder")
         evidence_sha = _store_evidence(store, files_root, patient_id, evidence)
-    cancelled = 0
-    if status == ConsentStatus.revoked:
-        from appliance.jobs import service as jobs  # jobs depend on consent, not the reverse
+    from appliance.jobs import service as jobs  # jobs depend on consent, not the reverse
 
+    cancelled = resumed = 0
+    if status == ConsentStatus.revoked:
         # Waits for stages committing output under the old consent, then cancels what waits.
         jobs.lock_consent(session, patient_id, exclusive=True)
         cancelled = jobs.cancel_waiting(session, patient_id, purposes)
+    else:  # what stopped for want of this consent goes on (e.g. indexing for patient chat)
+        resumed = jobs.resume_after_grant(session, patient_id, purposes)
     rows = []
     for purpose in dict.fromkeys(purposes):  # de-duplicated, order kept
         row = ConsentEvent(
@@ -128,6 +130,7 @@ def change(
                 "method": method.value,
                 "evidence": evidence_sha is not None,
                 **({"jobs_cancelled": cancelled} if cancelled else {}),
+                **({"jobs_resumed": resumed} if resumed else {}),
             },
         ),
     )

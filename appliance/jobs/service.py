@@ -278,6 +278,28 @@ def cancel_waiting(session: Session, patient_id: uuid.UUID, purposes: Sequence[P
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def resume_after_grant(session: Session, patient_id: uuid.UUID, purposes: Sequence[Purpose]) -> int:
+    """Queue again the patient's jobs that were cancelled for want of one of `purposes`, now
+    granted (in the caller's transaction). Their stages still wait for the ones before them,
+    and consent is checked again when each is claimed."""
+    wanted = {p.value for p in purposes}
+    upstream = {f"consent for {p} is not given" for p in wanted}
+    cancelled = session.exec(
+        select(Job)
+        .where(Job.patient_id == patient_id, Job.state == JobState.cancelled.value)
+        .with_for_update(),
+        **FRESH,
+    ).all()
+    resumed = 0
+    for job in cancelled:
+        error = job.last_error or ""
+        if (job.purpose in wanted and error.startswith("consent")) or error in upstream:
+            requeue(job)
+            session.add(job)
+            resumed += 1
+    return resumed
+
+
 def retry(session: Session, actor: Actor, job_id: uuid.UUID) -> Job:
     """Put a dead or cancelled job back in the queue with a fresh set of attempts (audited).
     Consent is checked again when it is claimed."""
@@ -291,7 +313,7 @@ def retry(session: Session, actor: Actor, job_id: uuid.UUID) -> Job:
     session.add(job)
     for waiting in downstream(_locked_jobs(session, job.recording_id), job.stage):
         if waiting.state == JobState.cancelled.value:  # stopped because this one stopped
-            _requeue(waiting)
+            requeue(waiting)
             session.add(waiting)
     record(
         session,
@@ -319,7 +341,9 @@ def downstream(jobs: Sequence[Job], stage: str) -> list[Job]:
     return [job for job in jobs if job.stage != stage and depends(job.after_stage)]
 
 
-def _requeue(job: Job) -> None:
+def requeue(job: Job) -> None:
+    """Back to the queue with fresh attempts; a running job's lease is void (the caller holds
+    the row lock)."""
     job.state, job.attempts, job.progress = JobState.queued.value, 0, 0
     job.run_after = job.updated_at = now_utc()
     job.lease_token = job.lease_expires_at = job.worker = None
@@ -341,7 +365,7 @@ def rerun_after(session: Session, recording_id: uuid.UUID, stage: str) -> list[s
     requeued = []
     for job in downstream(_locked_jobs(session, recording_id), stage):
         if job.state != JobState.queued.value:
-            _requeue(job)
+            requeue(job)
             session.add(job)
             requeued.append(job.stage)
     return requeued

@@ -17,7 +17,7 @@ from appliance.audit.service import Actor, AuditEntry, record
 from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
-from appliance.crypto.service import patient_cipher
+from appliance.crypto.service import PatientCipher, patient_cipher
 from appliance.errors import Conflict, Invalid, NotFound
 from appliance.jobs import service as jobs
 from appliance.jobs.models import Job
@@ -91,54 +91,12 @@ def read(
     segments: list[SegmentPublic] = []
     languages, models, duration = [], [], 0.0
     for part in parts:
-        recording_id = part.recording.id
-        transcript = latest(session, Transcript, recording_id)
-        attribution = latest(session, Attribution, recording_id)
-        if transcript is None or attribution is None:
-            raise Conflict("the transcript of this session is missing; retry its jobs")
+        transcript, part_speakers, part_segments = _part(session, cipher, part)
         languages.append(transcript.language)
         models.append(transcript.model_id)
         duration = part.offset + transcript.duration_seconds
-        doc = documents.open_sealed(cipher, "attributions", recording_id, attribution.body_enc)
-        relabels = _relabels(session, recording_id)
-        roles: dict[str, str] = {}
-        for guess in documents.roles_from(doc):
-            role, source, sure = guess.role, guess.source, guess.confidence
-            if guess.speaker in relabels:
-                role, source, sure = relabels[guess.speaker], "therapist", 1.0
-            roles[guess.speaker] = role
-            speakers.append(
-                SpeakerPublic(
-                    speaker=part.prefix + guess.speaker,
-                    role=role,  # type: ignore[arg-type]
-                    confidence=sure,
-                    seconds=guess.seconds,
-                    source=source,
-                )
-            )
-        for u in documents.utterances_from(doc):
-            segments.append(
-                SegmentPublic(
-                    start=round(u.start + part.offset, 3),
-                    end=round(u.end + part.offset, 3),
-                    speaker=None if u.speaker is None else part.prefix + u.speaker,
-                    role=roles.get(u.speaker) if u.speaker else None,  # type: ignore[arg-type]
-                    text=u.text,
-                    confidence=u.confidence,
-                    low_confidence=u.low_confidence,
-                    flags=list(u.flags),
-                    words=[
-                        WordPublic(
-                            start=round(w.start + part.offset, 3),
-                            end=round(w.end + part.offset, 3),
-                            text=w.text,
-                            probability=w.probability,
-                            overlap=w.overlap,
-                        )
-                        for w in u.words
-                    ],
-                )
-            )
+        speakers.extend(part_speakers)
+        segments.extend(part_segments)
     record(
         session,
         actor,
@@ -152,6 +110,71 @@ def read(
         speakers=speakers,
         segments=segments,
     )
+
+
+def recording_segments(
+    session: Session, store: KeyStore, recording: Recording
+) -> list[SegmentPublic]:
+    """One recording's segments on its session's timeline, with roles and relabels applied:
+    what later stages (chunks, reports) are built from. No consent check or audit: the
+    calling stage's job holds the consent."""
+    row = session.get(TherapySession, recording.session_id)
+    if row is None:
+        raise NotFound("no such session")
+    part = next(p for p in _parts(session, row) if p.recording.id == recording.id)
+    return _part(session, patient_cipher(store, recording.patient_id), part)[2]
+
+
+def _part(
+    session: Session, cipher: PatientCipher, part: _Part
+) -> tuple[Transcript, list[SpeakerPublic], list[SegmentPublic]]:
+    recording_id = part.recording.id
+    transcript = latest(session, Transcript, recording_id)
+    attribution = latest(session, Attribution, recording_id)
+    if transcript is None or attribution is None:
+        raise Conflict("the transcript of this session is missing; retry its jobs")
+    doc = documents.open_sealed(cipher, "attributions", recording_id, attribution.body_enc)
+    relabels = _relabels(session, recording_id)
+    roles: dict[str, str] = {}
+    speakers: list[SpeakerPublic] = []
+    for guess in documents.roles_from(doc):
+        role, source, sure = guess.role, guess.source, guess.confidence
+        if guess.speaker in relabels:
+            role, source, sure = relabels[guess.speaker], "therapist", 1.0
+        roles[guess.speaker] = role
+        speakers.append(
+            SpeakerPublic(
+                speaker=part.prefix + guess.speaker,
+                role=role,  # type: ignore[arg-type]
+                confidence=sure,
+                seconds=guess.seconds,
+                source=source,
+            )
+        )
+    segments = [
+        SegmentPublic(
+            start=round(u.start + part.offset, 3),
+            end=round(u.end + part.offset, 3),
+            speaker=None if u.speaker is None else part.prefix + u.speaker,
+            role=roles.get(u.speaker) if u.speaker else None,  # type: ignore[arg-type]
+            text=u.text,
+            confidence=u.confidence,
+            low_confidence=u.low_confidence,
+            flags=list(u.flags),
+            words=[
+                WordPublic(
+                    start=round(w.start + part.offset, 3),
+                    end=round(w.end + part.offset, 3),
+                    text=w.text,
+                    probability=w.probability,
+                    overlap=w.overlap,
+                )
+                for w in u.words
+            ],
+        )
+        for u in documents.utterances_from(doc)
+    ]
+    return transcript, speakers, segments
 
 
 def _relabels(session: Session, recording_id: uuid.UUID) -> dict[str, str]:

@@ -8,12 +8,14 @@ models are never compared.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import DomainError
+from appliance.settings import Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +62,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._model().get_sentence_embedding_dimension())
+        model = self._model()
+        # sentence-transformers 5.x renamed it; older releases have only the first name.
+        named = getattr(model, "get_embedding_dimension", None)
+        return int(named() if named else model.get_sentence_embedding_dimension())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
@@ -75,3 +80,20 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def embedder_for(settings: Settings, name: str | None = None) -> Embedder:
+    """The embedder of manifest model `name` (default: the configured one), cached per
+    process: searches embed the question with the model of the vectors they compare."""
+    options = settings.retrieval
+    folder = settings.resolved_models_dir / (name or options.embedder)
+    return _embedder(folder, options.device, options.batch_size)
+
+
+@functools.cache
+def _embedder(folder: Path, device: str, batch_size: int) -> Embedder:
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return SentenceTransformerEmbedder(folder, device=device, batch_size=batch_size)
