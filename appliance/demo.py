@@ -28,7 +28,13 @@ from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
-from appliance.demo_speech import RECORDING, demo_file, describe_transcript, enrol_therapist_voice
+from appliance.demo_speech import (
+    RECORDING,
+    demo_file,
+    describe_transcript,
+    enrol_therapist_voice,
+    release_and_search,
+)
 from appliance.doctor import check_models
 from appliance.instance import initialise
 from appliance.modelfiles.manifest import ModelError
@@ -41,10 +47,8 @@ from appliance.settings import Settings
 DEMO_THERAPIST = "therapist@demo.clinic.invalid"
 DEMO_PATIENTS = ("Robin Example", "Sam Example")
 
-NOT_YET_BUILT = (
-    "chunk and embed the transcript into pgvector",
-    "answer a patient's question with citations from the local LLM",
-)
+NOT_YET_BUILT = ("answer a patient's question in words, with citations, from the local LLM",)
+DEMO_QUESTION = "What homework did we agree on?"
 
 
 def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
@@ -74,28 +78,37 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say("5. The therapist enrols their voice (a separate short recording), so the pipeline")
     say("   can tell by voice which speaker is the therapist ...")
     say(f"   {enrol_therapist_voice(settings, DEMO_THERAPIST)}")
-    say("   Taking a recorded session in: consent to recording and transcription, a session,")
+    say("   Taking a recorded session in: consent to recording, transcription and patient chat,")
+    say("   a session,")
     say(f"   the recorded dialogue (demo/{RECORDING}, therapist and patient), then the upload")
     say("   path: encrypted as it is written, proven to be audio by decoding it ...")
     recording_id, session_id, summary = _ingest_demo_recording(settings, patient_ids[0])
     say(f"   {summary}")
     say("6. Running its pipeline jobs: probe, transcribe (faster-whisper), diarize (Silero VAD")
-    say("   + Resemblyzer), attribute (words to speakers, speakers to roles); leased, retried,")
-    say("   exactly-once; here without a worker service, as `appliance ingest --wait` does) ...")
+    say("   + Resemblyzer), attribute (words to speakers, speakers to roles), chunk (sealed")
+    say("   passages of whole sentences), embed (all-MiniLM-L6-v2 into pgvector); leased,")
+    say("   retried, exactly-once; here without a worker, as `appliance ingest --wait` does) ...")
     for line in _run_pipeline(settings, recording_id):
         say(f"   {line}")
     say("   The transcript, as the therapist's API returns it:")
     for line in describe_transcript(settings, session_id, DEMO_THERAPIST):
         say(f"   {line}")
 
-    say("7. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
+    say("7. The therapist releases the session for patient questions; the patient asks")
+    say(f"   {DEMO_QUESTION!r} and retrieval finds, in this patient's released sessions only")
+    say("   (filtered in SQL), the passages an answer would cite:")
+    for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
+        say(f"   {line}")
+
+    say("8. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
     say("Not done, because this build does not have it yet:")
     for item in NOT_YET_BUILT:
         say(f"   - {item}")
-    say("The session is stored encrypted and transcribed; no patient question was answered yet.")
+    say("The session is stored encrypted, transcribed and searchable with citations; the answer")
+    say("in words (the local LLM) is not built yet.")
 
 
 def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:
@@ -135,7 +148,7 @@ def _ingest_demo_recording(
         actor = therapist.actor()
         needed = [
             purpose
-            for purpose in (Purpose.recording, Purpose.transcription)
+            for purpose in (Purpose.recording, Purpose.transcription, Purpose.patient_chat)
             if not consent.is_granted(session, patient_id, purpose)
         ]
         if needed:

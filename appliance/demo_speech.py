@@ -89,3 +89,35 @@ def describe_transcript(settings: Settings, session_id: uuid.UUID, email: str) -
         f"speaker error (DER of the attributed segments) {der['der']:.1%}"
     )
     return lines
+
+
+def release_and_search(
+    settings: Settings, session_id: uuid.UUID, email: str, question: str
+) -> list[str]:
+    """The therapist releases the session; the patient's question goes through the same
+    retrieval the chat will use (audited, like `appliance search`)."""
+    from appliance.audit.service import cli_actor
+    from appliance.recordings import service as sessions
+    from appliance.recordings.models import TherapySession
+    from appliance.retrieval.search import audited_search
+
+    store = keystore_for(settings)
+    with open_database(settings) as database, database.session() as session:
+        therapist = cli_principal(session, email)
+        row = session.get(TherapySession, session_id)
+        assert row is not None
+        sessions.release(session, therapist.actor(), row)
+        result = audited_search(session, store, settings, cli_actor(), row.patient_id, question)
+        session.commit()
+    lines = [f"{len(result.hits)} passage(s) found, ranked by {result.model_id} + BM25:"]
+    for n, hit in enumerate(result.hits[:2], start=1):
+        lines.append(
+            f"{n}. session of {hit.session_date}, {_clock(hit.start)}-{_clock(hit.end)}, "
+            f"score {hit.score:.4f}: {hit.excerpt}"
+        )
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    minute, second = divmod(int(seconds), 60)
+    return f"{minute:02d}:{second:02d}"

@@ -150,8 +150,8 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     assert "/health/ready -> ready" in first.stdout
     assert "enrolled from" in first.stdout
     assert "s, " in first.stdout.split("Taking a recorded session in")[1]  # its duration
-    assert "jobs queued: probe, transcribe, diarize, attribute" in first.stdout
-    for stage in ("probe", "transcribe", "diarize", "attribute"):
+    assert "jobs queued: probe, transcribe, diarize, attribute, chunk, embed" in first.stdout
+    for stage in ("probe", "transcribe", "diarize", "attribute", "chunk", "embed"):
         assert f"{stage}: succeeded after 1 attempt(s)" in first.stdout
     assert "LUFS integrated" in first.stdout
     assert "-120.0 LUFS" not in first.stdout  # speech has a real loudness
@@ -159,7 +159,11 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     assert "by voiceprint" in first.stdout
     assert "therapist: Welcome back." in first.stdout
     assert "checkpoints verify" in first.stdout
-    assert "transcribed; no patient question was answered yet" in first.stdout
+    found = first.stdout.split("passage(s) found, ranked by sentence-transformers/")[1]
+    best = found.splitlines()[1].strip()
+    assert best.startswith("1. session of ")
+    assert "walk" in best or "breathing" in best  # the homework, with its minute
+    assert "searchable with citations" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
     assert "already ingested earlier" in again.stdout

@@ -28,7 +28,7 @@ from appliance.pipeline import transcripts
 from appliance.recordings import service as sessions
 from appliance.recordings.models import TherapySession
 from appliance.recordings.schemas import SessionCreate
-from appliance.retrieval import facts, index
+from appliance.retrieval import facts, index, lexical
 from appliance.retrieval.models import (
     ChunkEmbedding,
     EmbeddingGeneration,
@@ -405,3 +405,28 @@ def test_appliance_search_refuses_a_therapist_an_unknown_patient_and_an_empty_qu
         result = run_cli("search", *args, env=env)
         assert result.returncode != 0
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_fusion_rewards_passages_both_rankings_agree_on() -> None:
+    assert lexical.fuse([[0, 1, 2], [2, 0]], k=60)[0][0] == 0
+    assert [item for item, _ in lexical.fuse([[5, 6], []])] == [5, 6]
+    assert lexical.fuse([]) == []
+
+
+def test_bm25_finds_names_and_numbers_and_ignores_passages_without_them() -> None:
+    passages = [
+        "Therapist: How was the week?",
+        "Patient: I called my brother Tomasz on Sunday.",
+        "Patient: I slept four hours, maybe 4 at most.",
+    ]
+    assert lexical.bm25_ranking("what did I say about Tomasz?", passages) == [1]
+    assert lexical.bm25_ranking("was it 4 hours", passages)[0] == 2
+    assert lexical.bm25_ranking("what did we say?", passages) == []  # stopwords only
+
+
+def test_the_excerpt_is_the_matching_turn_and_the_reply_to_it() -> None:
+    text = "Therapist: Hello.\nTherapist: We agreed on homework.\nPatient: I walked daily.\nX: y."
+    assert lexical.best_line("what homework", text) == (
+        "Therapist: We agreed on homework. Patient: I walked daily."
+    )
+    assert lexical.best_line("homework", "A: " + "word " * 200, limit=50).endswith(" …")

@@ -10,18 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from appliance.audit.service import Actor
 from appliance.clinic.schemas import PatientPublic, UserPublic
-from appliance.consent.models import Purpose
+from appliance.consent import service as consent
+from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.keystore import KeyStore
+from appliance.db import open_database
+from appliance.jobs.runner import wait_for_recording
 from appliance.pipeline import transcripts, voices
 from appliance.pipeline.backends import voice_encoder_for
 from appliance.pipeline.evaluate import read_rttm, word_error_rate
 from appliance.pipeline.schemas import TranscriptPublic
+from appliance.recordings import service as sessions
+from appliance.recordings.models import Recording
 from appliance.settings import Settings
-from tests.conftest import REPO, consented_session, run_cli
+from tests.conftest import CLINIC_IT, REPO, consented_session, run_cli
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -85,6 +90,25 @@ def test_an_ingested_session_ends_with_the_right_words_speakers_and_roles(
         for w in segment.words
     )
     assert right / len(words) >= 0.95  # words whose speaker's role matches the script
+
+    # Without patient_chat consent nothing was embedded; with it (and the session released),
+    # the real embedder indexes it and search finds the homework with its minute.
+    assert "embed: cancelled" in result.stdout
+    consent.change(session, CLINIC_IT, bob.id, [Purpose.patient_chat], ConsentStatus.granted,
+                   ConsentMethod.paper)  # fmt: skip
+    sessions.release(session, actor, row)
+    session.commit()
+    recording = session.exec(select(Recording).where(Recording.session_id == row.id)).one()
+    with open_database(settings) as database:  # granting the consent queued the embed job again
+        finished = {j.stage: j.state for j in wait_for_recording(settings, database, recording.id)}
+    assert finished["embed"] == "succeeded"
+    searched = run_cli("search", "--patient", str(bob.id), "--json",
+                       "What homework did we agree on?", env=env)  # fmt: skip
+    assert searched.returncode == 0, searched.stderr
+    best = json.loads(searched.stdout)["results"][0]
+    assert best["session_id"] == str(row.id)
+    assert "walk" in best["excerpt"] or "breathing" in best["excerpt"]
+    assert json.loads(searched.stdout)["model"] == "sentence-transformers/all-minilm-l6-v2"
 
 
 def test_eval_asr_prints_the_word_error_rate_as_json(env: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.crypto.service import keystore_for
-from appliance.db import open_database
+from appliance.db import Database, open_database
 from appliance.jobs import runner
 from appliance.jobs import service as jobs
 from appliance.settings import Settings
@@ -56,6 +56,7 @@ def run_worker(settings: Settings, threads: int | None = None) -> None:
 
     with open_database(settings) as database:
         store, stages, name = keystore_for(settings), pipeline(), runner.worker_name()
+        _follow_embedding_model(database, settings)
 
         def drain() -> None:
             runner.drain(database, settings, store, name, stages)
@@ -96,3 +97,18 @@ def run_worker(settings: Settings, threads: int | None = None) -> None:
                     jobs.forget_worker(session, name)
             except Exception as exc:
                 logger.warning("could not deregister", extra={"error": type(exc).__name__})
+
+
+def _follow_embedding_model(database: Database, settings: Settings) -> None:
+    """A changed `[retrieval] embedder` starts re-embedding in the background (searches use
+    the old vectors until the new ones are complete). A failure here must not stop the
+    worker: the speech stages do not need it."""
+    from appliance.retrieval import index
+    from appliance.retrieval.embedder import embedder_for
+
+    try:
+        with database.session() as session:
+            if index.sync(session, settings, embedder_for):
+                logger.warning("embedding model changed: re-embedding every chunk")
+    except Exception as exc:
+        logger.warning("could not check the embedding model", extra={"error": type(exc).__name__})

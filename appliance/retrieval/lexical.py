@@ -57,11 +57,16 @@ def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[tuple[int, floa
 
 
 def best_line(query: str, text: str, limit: int = 300) -> str:
-    """The line (speaker turn) of a passage sharing most words with the query, shortened to
-    about `limit` characters at a word boundary: the excerpt a citation shows."""
+    """The line (speaker turn) of a passage sharing most words with the query, followed by the
+    next turn while they fit (a question's answer is often the reply to the line that names
+    it), shortened to about `limit` characters at a word boundary: what a citation shows."""
     wanted = set(tokens(query))
     lines = [line for line in text.splitlines() if line.strip()] or [text]
-    line = max(lines, key=lambda candidate: len(wanted.intersection(tokens(candidate))))
-    if len(line) <= limit:
-        return line
-    return line[:limit].rsplit(" ", 1)[0] + " …"
+    scores = [len(wanted.intersection(tokens(line))) for line in lines]
+    best = scores.index(max(scores))
+    excerpt = lines[best]
+    if best + 1 < len(lines) and len(excerpt) < limit // 2:
+        excerpt += " " + lines[best + 1]
+    if len(excerpt) <= limit:
+        return excerpt
+    return excerpt[:limit].rsplit(" ", 1)[0] + " …"
