@@ -10,10 +10,11 @@ export HF_HUB_OFFLINE := 1
 export PYANNOTE_METRICS_ENABLED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help demo install install-dev models init test check lint format typecheck pytest clean
+.PHONY: help demo install install-dev models init test check lint format typecheck pytest clean \
+	eval-retrieval bench-search
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-15s %s\n", $$1, $$2}'
 
 demo: install models init ## Set up everything (venv, demo models, ./var) and run the demo
 	$(BIN)/appliance demo --data-dir $(DATA_DIR)
@@ -46,6 +47,12 @@ pytest: install-dev ## Run the test suite only (real PostgreSQL, packaged models
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; \
 	exit $$rc
+
+eval-retrieval: install models ## Recall@1/@5 and MRR of search on demo/retrieval/set.toml
+	$(BIN)/appliance eval retrieval
+
+bench-search: install ## Exact per-patient search vs HNSW, 1 M chunks / 10 000 patients (long)
+	$(BIN)/appliance bench search
 
 check: lint typecheck ## ruff check, ruff format --check, mypy
 

@@ -362,13 +362,18 @@ def test_erasing_a_patient_deletes_their_chunks_vectors_and_facts(
         assert owners
 
 
-def test_appliance_search_prints_results_as_json_with_the_chat_filters_and_is_audited(
-    practice: Any, bob: PatientPublic, settings: Settings, session: Session, adam: UserPublic
-) -> None:
-    env = {
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    """The environment `appliance` needs to find this test's appliance."""
+    return {
         "APPLIANCE_DATA_DIR": str(settings.data_dir),
         "APPLIANCE_DATABASE__URL": settings.database.url or "",
     }
+
+
+def test_appliance_search_prints_results_as_json_with_the_chat_filters_and_is_audited(
+    practice: Any, bob: PatientPublic, env: dict[str, str], session: Session, adam: UserPublic
+) -> None:
     # The CLI uses the configured embedder (the real one); only lexical matches are checked.
     result = run_cli(
         "search", "--patient", str(bob.id), "--today", "2026-11-21", "--json", "--by",
@@ -389,12 +394,8 @@ def test_appliance_search_prints_results_as_json_with_the_chat_filters_and_is_au
 
 
 def test_appliance_search_refuses_a_therapist_an_unknown_patient_and_an_empty_query(
-    practice: Any, bob: PatientPublic, settings: Settings, alice: UserPublic
+    practice: Any, bob: PatientPublic, env: dict[str, str], alice: UserPublic
 ) -> None:
-    env = {
-        "APPLIANCE_DATA_DIR": str(settings.data_dir),
-        "APPLIANCE_DATABASE__URL": settings.database.url or "",
-    }
     patient = str(bob.id)
     for args in (
         ("--patient", patient, "--by", alice.email, "walks"),
