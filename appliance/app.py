@@ -16,6 +16,7 @@ from sqlmodel import Session
 from appliance import __version__
 from appliance.auth.controllers import AuthController
 from appliance.auth.pages import SignInPages
+from appliance.chat.controllers import ChatController
 from appliance.clinic.controllers import PatientController
 from appliance.clinic.pages import PatientPages
 from appliance.consent.controllers import ConsentController
@@ -58,6 +59,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             JobController,
             TranscriptController,
             VoiceController,
+            ChatController,
             SignInPages,
             PatientPages,
             ConsentPages,

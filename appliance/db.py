@@ -37,6 +37,7 @@ TABLE_MODULES = (
     "appliance.jobs.models",
     "appliance.pipeline.models",
     "appliance.retrieval.models",
+    "appliance.chat.models",
 )
 
 

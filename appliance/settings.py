@@ -161,6 +161,48 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(default=60, ge=1, le=1000)
 
 
+class LlmSettings(_Section):
+    # `appliance llm`: the one process that loads the chat model; the web process streams from
+    # it over loopback HTTP and never loads weights.
+    # A GGUF model name from models/manifest.toml (<models_dir>/<model>/model.gguf).
+    model: str = Field(default="qwen2.5-0.5b-instruct-q4", min_length=1)
+    # Loopback only: the service has no authentication of its own (`appliance llm` refuses
+    # any other address).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65535)
+    # Context window in tokens: system prompt, retrieved passages, question and answer together.
+    n_ctx: int = Field(default=4096, ge=256, le=131072)
+    # Layers offloaded to the GPU: 0 = CPU only, -1 = all (needs a CUDA build of llama.cpp).
+    n_gpu_layers: int = Field(default=0, ge=-1, le=1000)
+    # CPU threads for llama.cpp; 0 = its default.
+    threads: int = Field(default=0, ge=0, le=256)
+    # Requests that may wait while one generates (a llama.cpp context serves one at a time);
+    # beyond that the service answers 503 with Retry-After at once instead of piling up.
+    max_queue: int = Field(default=8, ge=0, le=1000)
+    # The most tokens one answer may have; requests asking for more are refused (422).
+    max_tokens: int = Field(default=512, ge=1, le=32768)
+    # The longest one request may take, waiting in line included; then it ends with an error.
+    request_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+
+
+class ChatSettings(_Section):
+    # Shown instead of any answer when a question carries crisis language (the therapist is
+    # alerted too). Clinics should put their own numbers here.
+    crisis_text: str = Field(
+        default=(
+            "It sounds like you may be going through something very hard. If you are in "
+            "danger or thinking about harming yourself or someone else, call your local "
+            "emergency number now. Your therapist has been told you may need support."
+        ),
+        min_length=1,
+        max_length=2000,
+    )
+    # Questions a patient may ask per hour; more get 429 with retry_after.
+    questions_per_hour: int = Field(default=20, ge=1, le=10000)
+    # Earlier turns of the conversation given to the model for follow-up questions.
+    history_turns: int = Field(default=4, ge=0, le=50)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -189,6 +231,8 @@ class Settings(BaseSettings):
     transcription: TranscriptionSettings = TranscriptionSettings()
     diarization: DiarizationSettings = DiarizationSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LlmSettings = LlmSettings()
+    chat: ChatSettings = ChatSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

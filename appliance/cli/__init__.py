@@ -107,14 +107,27 @@ def main() -> None:
     logging.captureWarnings(True)
 
 
-from appliance.cli import access, admin, audit, clinical, jobs, ops, retrieval, speech  # noqa: E402
+from appliance.cli import (  # noqa: E402
+    access,
+    admin,
+    audit,
+    chat,
+    clinical,
+    jobs,
+    llm,
+    ops,
+    retrieval,
+    speech,
+)
 
 __all__ = [
     "access",
     "admin",
     "audit",
+    "chat",
     "clinical",
     "jobs",
+    "llm",
     "main",
     "ops",
     "retrieval",

@@ -74,10 +74,15 @@ def http_exception_handler(
 def domain_error_handler(
     request: Request[Any, Any, Any], exc: DomainError
 ) -> Response[dict[str, Any]]:
-    if isinstance(exc, TooManyRequests):
-        wait = exc.retry_after
+    wait = getattr(exc, "retry_after", None)  # rate limits (429), a busy model service (503)
+    if isinstance(wait, int):
+        status = 429 if isinstance(exc, TooManyRequests) else exc.status_code
         return problem_response(
-            request, 429, str(exc), extra={"retry_after": wait}, headers={"Retry-After": str(wait)}
+            request,
+            status,
+            str(exc),
+            extra={"retry_after": wait},
+            headers={"Retry-After": str(wait)},
         )
     return problem_response(request, exc.status_code, str(exc) or exc.title)
 

@@ -1,0 +1,113 @@
+"""`POST /api/v1/chat`: a signed-in patient asks about their own released sessions.
+
+Thin: the patient is the one linked to the signed-in portal account (never an id from the
+request), and everything else is `chat.service`. The model is the loopback LLM service's
+client, one per web process; the web process itself never loads weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from litestar import Controller, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+from litestar.response import ServerSentEvent
+from litestar.response.sse import ServerSentEventMessage
+from sqlmodel import Session, select
+
+from appliance.auth.guards import Principal, provide_principal
+from appliance.chat import service
+from appliance.chat.llm import ChatModel, LlamaServiceClient
+from appliance.chat.schemas import ChatRequest, ChatResponse
+from appliance.clinic.models import Patient, Role
+from appliance.errors import DomainError, NotFound
+
+logger = logging.getLogger("appliance.chat")
+
+
+def chat_model(state: State) -> ChatModel:
+    """The process's model client (tests put a fake in `state.chat_model`)."""
+    model: Any = state.get("chat_model")
+    if model is None:
+        model = LlamaServiceClient.from_settings(state.settings)
+        state.chat_model = model
+    return model  # type: ignore[no-any-return]
+
+
+def own_patient_id(session: Session, principal: Principal) -> uuid.UUID:
+    principal.require(Role.patient)
+    found = session.exec(select(Patient.id).where(Patient.user_id == principal.user_id)).first()
+    if found is None:
+        raise NotFound("no patient record is linked to this account")
+    return found
+
+
+class ChatController(Controller):
+    path = "/api/v1/chat"
+    tags = ["chat"]
+    dependencies = {"principal": Provide(provide_principal, sync_to_thread=True)}
+
+    @post("/", status_code=200, sync_to_thread=True)
+    def ask(
+        self,
+        data: JSONBody[ChatRequest],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> ChatResponse:
+        """An answer from the patient's released sessions, every sentence cited, or a refusal
+        with its reason (not_found, out_of_scope, crisis). 429 with `retry_after` past the
+        hourly limit; 503 when the language model service is busy or down."""
+        patient_id = own_patient_id(db_session, principal)
+        context = service.ChatContext(
+            db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
+        )
+        return service.answer(
+            context, patient_id, data.question, conversation_id=data.conversation_id
+        )
+
+    @post("/stream", status_code=200, sync_to_thread=True)
+    def ask_stream(
+        self,
+        data: JSONBody[ChatRequest],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> ServerSentEvent:
+        """The same answer as Server-Sent Events: `delta` events with each verified sentence
+        as the model writes, then one `answer` event with the final payload of
+        `POST /api/v1/chat`. A failure after the stream began is an `error` event and no
+        `answer`: a half answer never passes for a whole one. Refusals of the request itself
+        (429, 403, 422) are plain HTTP errors, before any event."""
+        patient_id = own_patient_id(db_session, principal)
+        context = service.ChatContext(
+            db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
+        )
+        events = service.respond(context, patient_id, data.question, data.conversation_id)
+        first = next(events)  # the checks run here, so they fail as plain HTTP errors
+        return ServerSentEvent(_messages(first, events), headers={"Cache-Control": "no-store"})
+
+
+def _messages(
+    first: service.Delta | ChatResponse, events: Iterator[service.Delta | ChatResponse]
+) -> Iterator[ServerSentEventMessage]:
+    try:
+        for event in itertools.chain([first], events):
+            if isinstance(event, service.Delta):
+                yield ServerSentEventMessage(data=json.dumps({"text": event.text}), event="delta")
+            else:
+                yield ServerSentEventMessage(data=event.model_dump_json(), event="answer")
+    except DomainError as exc:  # e.g. the model service died mid-answer
+        problem = {"status": exc.status_code, "detail": str(exc).splitlines()[0]}
+        yield ServerSentEventMessage(data=json.dumps(problem), event="error")
+    except Exception as exc:
+        logger.error("chat stream failed", extra={"error": type(exc).__name__})
+        problem = {"status": 500, "detail": "An internal error occurred."}
+        yield ServerSentEventMessage(data=json.dumps(problem), event="error")

@@ -1,0 +1,32 @@
+"""What crosses HTTP about the patient chat (DESIGN.md "Interfaces": keep these stable)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from pydantic import Field
+from sqlmodel import SQLModel
+
+
+class ChatRequest(SQLModel):
+    question: str = Field(min_length=1, max_length=1000)
+    conversation_id: uuid.UUID | None = None
+
+
+class CitationPublic(SQLModel):
+    session_id: uuid.UUID
+    session_date: date
+    start: float  # seconds from the start of the session
+    end: float
+    speaker: str | None
+    excerpt: str
+
+
+class ChatResponse(SQLModel):
+    answer: str
+    refused: bool
+    # null, or one of: not_found, out_of_scope, crisis, rate_limited
+    reason: str | None
+    citations: list[CitationPublic]
+    conversation_id: uuid.UUID | None

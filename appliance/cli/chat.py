@@ -1,0 +1,55 @@
+"""`appliance ask`: the patient chat path from the server's shell (same service as
+`POST /api/v1/chat`), recorded as an administrator's action. Needs `appliance llm` running."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import click
+
+from appliance.cli import data_dir_option, data_session, emit, json_option, main, one_line_errors
+
+
+@main.command("ask")
+@click.option("--patient", "patient_id", type=click.UUID, required=True)
+@click.argument("question")
+@click.option("--by", "by_email", default=None, help="An administrator to record it as.")
+@click.option("--conversation", "conversation_id", type=click.UUID, default=None)
+@data_dir_option
+@json_option
+@one_line_errors
+def ask(
+    patient_id: uuid.UUID,
+    question: str,
+    by_email: str | None,
+    conversation_id: uuid.UUID | None,
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION as the patient's chat would: cited sentences from their released
+    sessions, or a refusal with its reason. Prints DESIGN.md's chat payload with --json."""
+    from appliance.audit.service import cli_actor
+    from appliance.auth.guards import cli_principal
+    from appliance.chat import service
+    from appliance.chat.llm import LlamaServiceClient
+    from appliance.clinic.models import Patient, Role
+    from appliance.crypto.service import keystore_for
+    from appliance.errors import NotFound
+
+    with data_session(data_dir) as (settings, session):
+        actor = cli_actor()
+        if by_email is not None:
+            principal = cli_principal(session, by_email)
+            principal.require(Role.admin)
+            actor = principal.actor()
+        if session.get(Patient, patient_id) is None:
+            raise NotFound("no such patient")
+        with LlamaServiceClient.from_settings(settings) as model:
+            context = service.ChatContext(session, keystore_for(settings), settings, actor, model)
+            found = service.answer(context, patient_id, question, conversation_id=conversation_id)
+    lines = [found.answer]
+    for n, c in enumerate(found.citations, start=1):
+        minute, second = divmod(int(c.start), 60)
+        lines.append(f"  [{n}] session of {c.session_date}, {minute:02d}:{second:02d}: {c.excerpt}")
+    emit(found.model_dump(mode="json"), as_json, "\n".join(lines))
