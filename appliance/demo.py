@@ -28,6 +28,7 @@ from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
+from appliance.demo_chat import answer_question
 from appliance.demo_speech import (
     RECORDING,
     demo_file,
@@ -47,7 +48,7 @@ from appliance.settings import Settings
 DEMO_THERAPIST = "therapist@demo.clinic.invalid"
 DEMO_PATIENTS = ("Robin Example", "Sam Example")
 
-NOT_YET_BUILT = ("answer a patient's question in words, with citations, from the local LLM",)
+NOT_YET_BUILT = ("the patient portal page (the chat API is built; the page that uses it is not)",)
 DEMO_QUESTION = "What homework did we agree on?"
 
 
@@ -100,15 +101,21 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
         say(f"   {line}")
 
-    say("8. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
+    say("8. The local LLM answers the same question: `appliance llm` starts as its own process")
+    say("   (llama.cpp, the Qwen2.5 0.5B GGUF), the answer path keeps only the sentences the")
+    say("   passages support and cites each (session date, minute, speaker) ...")
+    for line in answer_question(settings, patient_ids[0], DEMO_QUESTION):
+        say(f"   {line}")
+
+    say("9. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
     say("Not done, because this build does not have it yet:")
     for item in NOT_YET_BUILT:
         say(f"   - {item}")
-    say("The session is stored encrypted, transcribed and searchable with citations; the answer")
-    say("in words (the local LLM) is not built yet.")
+    say("A recorded session went in; the patient's question got a cited answer from the local")
+    say("model, and nothing left this machine.")
 
 
 def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:

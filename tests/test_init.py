@@ -163,7 +163,11 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     best = found.splitlines()[1].strip()
     assert best.startswith("1. session of ")
     assert "walk" in best or "breathing" in best  # the homework, with its minute
-    assert "searchable with citations" in first.stdout
+    answered = first.stdout.split("8. The local LLM answers")[1].split("9. Exporting")[0]
+    assert "qwen2.5-0.5b-instruct-q4@sha256:" in answered
+    assert "(refused" not in answered
+    assert "[1] session of " in answered  # every sentence of the answer is cited
+    assert "got a cited answer from the local" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
     assert "already ingested earlier" in again.stdout

@@ -291,12 +291,23 @@ _TIME = _words(
 )
 
 
+TIME_WORDS = _TIME  # words that place a question in time; they say nothing about its subject
+
+
 def extractive_answer(
-    question: str, passages: Sequence[Hit], max_sentences: int = 3, *, min_score: float = 0.3
+    question: str,
+    passages: Sequence[Hit],
+    max_sentences: int = 3,
+    *,
+    min_score: float = 0.3,
+    follow: int = 0,
 ) -> Grounded:
     """An answer made only of quotes: the passage sentences sharing most (rarity-weighted)
     question words, in session order, each citing itself. The fallback when the model's answer
-    fails grounding: the patient still gets what was said, word for word, rather than nothing."""
+    fails grounding: the patient still gets what was said, word for word, rather than nothing.
+    `follow` adds the sentences right after each chosen one in its passage: the line that
+    names the subject ("we agreed on some homework") is often followed by the one that answers
+    ("I walked every morning")."""
     lines = _lines(passages)
     weights = _Weights(lines)
     wanted = list(dict.fromkeys(stem(w) for w in tokens(question) if w not in _TIME))
@@ -306,5 +317,13 @@ def extractive_answer(
         if score > 0 and score >= min_score:
             scored.append((score, line.hit.score, -line.order, line))
     best = [item[3] for item in sorted(scored, key=lambda item: item[:3], reverse=True)]
-    chosen = sorted(best[:max_sentences], key=lambda x: (x.hit.session_date, x.hit.start, x.order))
+    picked = best[:max_sentences]
+    if follow:
+        after = {
+            (id(line.hit), line.order + step) for line in picked for step in range(1, follow + 1)
+        }
+        picked += [
+            line for line in lines if (id(line.hit), line.order) in after and line not in picked
+        ]
+    chosen = sorted(picked, key=lambda x: (x.hit.session_date, x.hit.start, x.order))
     return Grounded(tuple(GroundedSentence(line.excerpt, line.citation()) for line in chosen), ())

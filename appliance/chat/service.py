@@ -40,6 +40,7 @@ from appliance.crypto.service import patient_cipher
 from appliance.errors import Invalid, NotFound, TooManyRequests
 from appliance.jobs.service import now_utc
 from appliance.pipeline import documents
+from appliance.retrieval.lexical import tokens
 from appliance.retrieval.search import Hit, search
 from appliance.settings import Settings
 
@@ -126,14 +127,15 @@ def respond(
         return
 
     kept: list[grounding.GroundedSentence] = []
-    for sentence in _verified(context.model, build_messages(question, hits, history), hits):
+    messages = build_messages(question, hits, history)
+    for sentence in _verified(context.model, messages, hits, question):
         kept.append(sentence)
         yield Delta(sentence.text + " ")
     if not kept:  # the model's words failed the check: quote the passages themselves
-        quoted = grounding.extractive_answer(question, hits)
-        kept = list(quoted.sentences)
+        quoted = grounding.extractive_answer(question, hits, max_sentences=2, follow=2)
+        kept = [s for s in quoted.sentences if adds_to(question, s.text)][:3]
         if kept:
-            yield Delta(quoted.answer)
+            yield Delta(" ".join(s.text for s in kept))
     if not kept:
         yield _refusal(context, conversation, question, grounding.NOT_FOUND, "not_found", hits)
         return
@@ -152,7 +154,7 @@ def respond(
 
 
 def _verified(
-    model: ChatModel, messages: Sequence[ChatMessage], hits: Sequence[Hit]
+    model: ChatModel, messages: Sequence[ChatMessage], hits: Sequence[Hit], question: str
 ) -> Iterator[grounding.GroundedSentence]:
     """The model's sentences that the passages support, each as soon as it is complete."""
     buffer = ""
@@ -167,22 +169,36 @@ def _verified(
                 continue
             done, buffer = sentences[:-1], sentences[-1]
             for sentence in done:
-                yield from _supported(sentence, hits, seen)
+                yield from _supported(sentence, hits, seen, question)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
             close()
     if buffer.strip():
-        yield from _supported(buffer, hits, seen)
+        yield from _supported(buffer, hits, seen, question)
 
 
 def _supported(
-    sentence: str, hits: Sequence[Hit], seen: set[str]
+    sentence: str, hits: Sequence[Hit], seen: set[str], question: str
 ) -> Iterator[grounding.GroundedSentence]:
     for kept in grounding.ground(sentence, hits).sentences:
-        if kept.text not in seen:
+        if kept.text not in seen and adds_to(question, kept.text):
             seen.add(kept.text)
             yield kept
+
+
+def adds_to(question: str, sentence: str) -> bool:
+    """Whether a sentence says something the question did not: "You agreed on some
+    homework." is true to the passages and cited, and still no answer to "What homework did
+    we agree on?". Words are compared by their first four letters (agree ~ agreed)."""
+    asked = {word[:4] for word in tokens(question)}
+    said = [w for w in tokens(sentence) if w not in grounding.TIME_WORDS and w not in _FILLER]
+    return len(said) >= 2 and any(word[:4] not in asked for word in said)
+
+
+_FILLER = frozenset(
+    {"yes", "yeah", "okay", "ok", "sure", "right", "well", "good", "fine", "thanks", "mm", "hmm"}
+)
 
 
 def _citations(kept: Sequence[grounding.GroundedSentence]) -> list[CitationPublic]:
