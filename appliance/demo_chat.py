@@ -27,7 +27,7 @@ def llm_service(settings: Settings, wait_seconds: float = 180) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log_path = settings.data_dir / "demo-llm.log"
+    log_path = settings.data_dir / "llm.log"
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(settings.data_dir)}
     if settings.models_dir is not None:
         env["APPLIANCE_MODELS_DIR"] = str(settings.resolved_models_dir)

@@ -4,10 +4,7 @@ cancellation when the client goes away, and the real demo GGUF end to end."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +26,7 @@ from appliance.chat.llm import (
     ModelUnavailable,
 )
 from appliance.chat.llm_service import create_llm_app, serve
+from appliance.demo_chat import llm_service
 from appliance.errors import Invalid
 from appliance.modelfiles.manifest import load_manifest
 from appliance.settings import LlmSettings, Settings, SettingsError, load_settings
@@ -382,34 +380,12 @@ def test_the_command_names_a_missing_model_file_in_one_line(tmp_path: Path) -> N
 @contextmanager
 def llm_process(tmp_path: Path) -> Iterator[str]:
     """`appliance llm` as systemd would run it: its own process, no database, no init."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-    env.update(APPLIANCE_DATA_DIR=str(tmp_path / "var"), APPLIANCE_MODELS_DIR=str(REPO / "models"))
-    log_path = tmp_path / "llm.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "llm", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health").json()["status"] == "ok":
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "appliance llm did not load its model"
-            time.sleep(0.2)
+    settings = load_settings(data_dir=tmp_path / "var", models_dir=REPO / "models")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with llm_service(settings, wait_seconds=120) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    assert "hello" not in log_path.read_text().lower()  # prompts and answers are never logged
+    log = (settings.data_dir / "llm.log").read_text()
+    assert "hello" not in log.lower()  # prompts and answers are never logged
 
 
 @pytest.mark.model

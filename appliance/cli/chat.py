@@ -29,22 +29,13 @@ def ask(
 ) -> None:
     """Answer QUESTION as the patient's chat would: cited sentences from their released
     sessions, or a refusal with its reason. Prints DESIGN.md's chat payload with --json."""
-    from appliance.audit.service import cli_actor
-    from appliance.auth.guards import cli_principal
     from appliance.chat import service
     from appliance.chat.llm import LlamaServiceClient
-    from appliance.clinic.models import Patient, Role
+    from appliance.cli.retrieval import admin_acting_on
     from appliance.crypto.service import keystore_for
-    from appliance.errors import NotFound
 
     with data_session(data_dir) as (settings, session):
-        actor = cli_actor()
-        if by_email is not None:
-            principal = cli_principal(session, by_email)
-            principal.require(Role.admin)
-            actor = principal.actor()
-        if session.get(Patient, patient_id) is None:
-            raise NotFound("no such patient")
+        actor = admin_acting_on(session, by_email, patient_id)
         with LlamaServiceClient.from_settings(settings) as model:
             context = service.ChatContext(session, keystore_for(settings), settings, actor, model)
             found = service.answer(context, patient_id, question, conversation_id=conversation_id)

@@ -1,5 +1,6 @@
-"""`appliance search` (retrieval only, for debugging what the patient chat would find) and
-`appliance eval retrieval` (recall and MRR on a labelled set)."""
+"""`appliance search` (retrieval only, for debugging what the patient chat would find),
+`appliance eval retrieval` (recall and MRR on a labelled set) and `appliance eval chat` (the
+patient chat's answers to labelled questions over the same sessions)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from datetime import date
 from pathlib import Path
 
 import click
+from sqlmodel import Session
 
+from appliance.audit.service import Actor, cli_actor
 from appliance.auth.guards import cli_principal
 from appliance.cli import data_dir_option, data_session, emit, json_option, main, one_line_errors
 from appliance.cli.speech import eval_group
@@ -44,7 +47,6 @@ def search(
 ) -> None:
     """What the patient's chat would retrieve for QUERY: the same filters (this patient,
     released sessions, patient_chat consent), best first. Administrators only; audited."""
-    from appliance.audit.service import cli_actor
     from appliance.retrieval.search import as_json as payload
     from appliance.retrieval.search import audited_search
 
@@ -52,13 +54,7 @@ def search(
         raise click.BadParameter("the query is empty", param_hint="QUERY")
     day: date | None = today.date() if today is not None else None  # type: ignore[attr-defined]
     with data_session(data_dir) as (settings, session):
-        actor = cli_actor()
-        if by_email is not None:
-            principal = cli_principal(session, by_email)
-            principal.require(Role.admin)
-            actor = principal.actor()
-        if session.get(Patient, patient_id) is None:
-            raise NotFound("no such patient")
+        actor = admin_acting_on(session, by_email, patient_id)
         result = audited_search(
             session,
             keystore_for(settings),
@@ -75,6 +71,19 @@ def search(
         for n, hit in enumerate(result.hits, start=1)
     ]
     emit(payload(result), as_json, "\n".join(lines) or "Nothing found.")
+
+
+def admin_acting_on(session: Session, by_email: str | None, patient_id: uuid.UUID) -> Actor:
+    """Who a patient-data command acts as: clinic IT at the shell, or `--by` an administrator
+    (anyone else is refused); the patient must exist."""
+    actor = cli_actor()
+    if by_email is not None:
+        principal = cli_principal(session, by_email)
+        principal.require(Role.admin)
+        actor = principal.actor()
+    if session.get(Patient, patient_id) is None:
+        raise NotFound("no such patient")
+    return actor
 
 
 def _clock(seconds: float) -> str:
@@ -98,4 +107,24 @@ def eval_retrieval(labelled_set: Path | None, data_dir: Path | None, as_json: bo
     from appliance.retrieval.evaluate import evaluate, render
 
     result = evaluate(settings_for(data_dir), labelled_set)
+    emit(result, as_json, render(result))
+
+
+@eval_group.command("chat")
+@click.argument(
+    "chat_set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=False,
+)
+@data_dir_option
+@json_option
+@one_line_errors
+def eval_chat(chat_set: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Correct-and-cited rate, refusal precision/recall, crisis routing, canary leaks and
+    unsupported sentences of the patient chat on a chat set (default: the bundled one) over
+    the retrieval set's sessions, in a scratch database, with the configured demo LLM."""
+    from appliance.chat.evaluate import default_chat_set, evaluate, render
+    from appliance.cli import settings_for
+
+    result = evaluate(settings_for(data_dir), chat_set or default_chat_set())
     emit(result, as_json, render(result))

@@ -121,7 +121,7 @@ def scratch_appliance(settings: Settings) -> Iterator[tuple[Settings, Session, K
             yield scratch, session, keystore_for(scratch)
 
 
-def _load(
+def load_into(
     session: Session, store: KeyStore, settings: Settings, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Patients, consented and released sessions, chunks and vectors; returns key -> id."""
@@ -204,7 +204,7 @@ def evaluate(settings: Settings, path: Path | None = None) -> dict[str, Any]:
     ranks: list[int | None] = []
     misses = []
     with scratch_appliance(settings) as (scratch, session, store):
-        ids = _load(session, store, scratch, data)
+        ids = load_into(session, store, scratch, data)
         names = {value: key for key, value in ids.items()}
         for question in questions:
             result = search(
