@@ -346,3 +346,17 @@ def test_a_sentence_that_only_restates_the_question_is_no_answer(
     result = ask(clinic, model, bob, "How did the sleep diary go?")
     assert result.answer != "The sleep diary."  # quoted from the passages instead
     assert result.citations
+
+
+def test_a_question_about_a_name_no_passage_mentions_is_not_found(
+    clinic: Clinic, practice: Any, model: FakeChatModel, bob: PatientPublic
+) -> None:
+    hits = clinic.ask(bob, "my brother Tomasz").hits
+    assert chat.unknown_names("What did I say about my brother Tomasz?", hits) == []
+    assert chat.unknown_names("What did I say about Tomas?", hits) == []  # heard differently
+    assert chat.unknown_names("What did we say about my trip to Japan?", hits) == ["Japan"]
+    assert chat.unknown_names("What did I say in October?", hits) == []
+    model.reply = "You walked by the river with your brother Tomasz on Sunday."
+    result = ask(clinic, model, bob, "What did I tell you about my dog Biscuit?")
+    assert (result.refused, result.reason) == (True, "not_found")
+    assert model.calls == []

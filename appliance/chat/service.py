@@ -17,7 +17,10 @@ Question and answer are sealed into the conversation; the audit row holds ids an
 
 from __future__ import annotations
 
+import calendar
+import difflib
 import hashlib
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,7 +125,7 @@ def respond(
     )
     hits = found.hits
     session.commit()  # no transaction stays open while the model writes
-    if not hits:
+    if not hits or unknown_names(question, hits):
         yield _refusal(context, conversation, question, grounding.NOT_FOUND, "not_found", [])
         return
 
@@ -185,6 +188,28 @@ def _supported(
         if kept.text not in seen and adds_to(question, kept.text):
             seen.add(kept.text)
             yield kept
+
+
+_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+(?:'s)?")
+
+
+def unknown_names(question: str, hits: Sequence[Hit]) -> list[str]:
+    """Names the question asks about ("my dog Biscuit", "my trip to Japan") that no retrieved
+    passage mentions, even misspelled (transcripts spell names as they were heard). Search
+    always returns the nearest passages; when the question hinges on a name none of them
+    contains, it was not discussed, and any answer would be about something else."""
+    words = {w.lower() for hit in hits for w in re.findall(r"[A-Za-z]+", hit.text)}
+    missing = []
+    for found in _NAME.findall(question):
+        name = found.removesuffix("'s").lower()
+        if name in grounding.TIME_WORDS or name in _MONTHS or name in words:
+            continue
+        if not difflib.get_close_matches(name, words, n=1, cutoff=0.8):
+            missing.append(found)
+    return missing
+
+
+_MONTHS = frozenset(m.lower() for m in calendar.month_name if m)
 
 
 def adds_to(question: str, sentence: str) -> bool:
