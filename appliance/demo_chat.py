@@ -18,6 +18,7 @@ import httpx
 from appliance.audit.service import cli_actor
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
+from appliance.pipeline.exports import minute_clock
 from appliance.settings import Settings
 
 
@@ -77,6 +78,5 @@ def answer_question(settings: Settings, patient_id: uuid.UUID, question: str) ->
         f"  {found.answer}" + (f"  (refused: {found.reason})" if found.refused else ""),
     ]
     for n, c in enumerate(found.citations, start=1):
-        minute, second = divmod(int(c.start), 60)
-        lines.append(f"  [{n}] session of {c.session_date}, {minute:02d}:{second:02d}: {c.excerpt}")
+        lines.append(f"  [{n}] session of {c.session_date}, {minute_clock(c.start)}: {c.excerpt}")
     return lines

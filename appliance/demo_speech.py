@@ -17,6 +17,7 @@ from appliance.crypto.service import keystore_for
 from appliance.db import open_database
 from appliance.paths import bundled_resource
 from appliance.pipeline import voices
+from appliance.pipeline.exports import minute_clock
 from appliance.settings import Settings
 
 RECORDING = "dialogue.ogg"
@@ -76,8 +77,7 @@ def describe_transcript(settings: Settings, session_id: uuid.UUID, email: str) -
             f"{speaker.source}), {speaker.seconds:.1f} s of speech"
         )
     for segment in found.segments[:4]:
-        minute, second = divmod(int(segment.start), 60)
-        lines.append(f"[{minute:02d}:{second:02d}] {segment.role}: {segment.text}")
+        lines.append(f"[{minute_clock(segment.start)}] {segment.role}: {segment.text}")
     lines.append("...")
     hypothesis = " ".join(s.text for s in found.segments)
     wer = word_error_rate(demo_file("dialogue.txt").read_text(), hypothesis)
@@ -112,12 +112,8 @@ def release_and_search(
     lines = [f"{len(result.hits)} passage(s) found, ranked by {result.model_id} + BM25:"]
     for n, hit in enumerate(result.hits[:2], start=1):
         lines.append(
-            f"{n}. session of {hit.session_date}, {_clock(hit.start)}-{_clock(hit.end)}, "
+            f"{n}. session of {hit.session_date}, "
+            f"{minute_clock(hit.start)}-{minute_clock(hit.end)}, "
             f"score {hit.score:.4f}: {hit.excerpt}"
         )
     return lines
-
-
-def _clock(seconds: float) -> str:
-    minute, second = divmod(int(seconds), 60)
-    return f"{minute:02d}:{second:02d}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from appliance.chat.llm import ChatMessage
+from appliance.pipeline.exports import minute_clock
 from appliance.retrieval.search import Hit
 
 OPEN, CLOSE = "<<<", ">>>"
@@ -27,11 +28,6 @@ SYSTEM = (
 )
 
 
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes:02d}:{rest:02d}"
-
-
 def _fenced(text: str) -> str:
     return text.replace(OPEN, "").replace(CLOSE, "")
 
@@ -42,7 +38,7 @@ def excerpts(hits: Sequence[Hit]) -> str:
         kind = "Homework item" if hit.kind == "fact" else "Transcript"
         blocks.append(
             f"[{n}] {kind} from the session of {hit.session_date:%A %d %B %Y}, "
-            f"{_clock(hit.start)}-{_clock(hit.end)}:\n{OPEN}\n{_fenced(hit.text)}\n{CLOSE}"
+            f"{minute_clock(hit.start)}-{minute_clock(hit.end)}:\n{OPEN}\n{_fenced(hit.text)}\n{CLOSE}"
         )
     return "\n\n".join(blocks)
 

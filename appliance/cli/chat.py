@@ -33,6 +33,7 @@ def ask(
     from appliance.chat.llm import LlamaServiceClient
     from appliance.cli.retrieval import admin_acting_on
     from appliance.crypto.service import keystore_for
+    from appliance.pipeline.exports import minute_clock
 
     with data_session(data_dir) as (settings, session):
         actor = admin_acting_on(session, by_email, patient_id)
@@ -41,6 +42,5 @@ def ask(
             found = service.answer(context, patient_id, question, conversation_id=conversation_id)
     lines = [found.answer]
     for n, c in enumerate(found.citations, start=1):
-        minute, second = divmod(int(c.start), 60)
-        lines.append(f"  [{n}] session of {c.session_date}, {minute:02d}:{second:02d}: {c.excerpt}")
+        lines.append(f"  [{n}] session of {c.session_date}, {minute_clock(c.start)}: {c.excerpt}")
     emit(found.model_dump(mode="json"), as_json, "\n".join(lines))

@@ -18,6 +18,7 @@ from appliance.cli.speech import eval_group
 from appliance.clinic.models import Patient, Role
 from appliance.crypto.service import keystore_for
 from appliance.errors import NotFound
+from appliance.pipeline.exports import minute_clock
 
 
 @main.command("search")
@@ -66,7 +67,7 @@ def search(
             limit=limit,
         )
     lines = [
-        f"{n}. {hit.session_date} {_clock(hit.start)}-{_clock(hit.end)} "
+        f"{n}. {hit.session_date} {minute_clock(hit.start)}-{minute_clock(hit.end)} "
         f"({hit.kind}, score {hit.score:.4f}) {hit.excerpt}"
         for n, hit in enumerate(result.hits, start=1)
     ]
@@ -84,11 +85,6 @@ def admin_acting_on(session: Session, by_email: str | None, patient_id: uuid.UUI
     if session.get(Patient, patient_id) is None:
         raise NotFound("no such patient")
     return actor
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}:{rest:02d}"
 
 
 @eval_group.command("retrieval")

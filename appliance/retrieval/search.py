@@ -89,17 +89,30 @@ def searchable_sessions(session: Session, patient_id: uuid.UUID) -> list[tuple[u
     return [(row[0], row[1]) for row in rows]
 
 
-def _chunks_in(patient_id: uuid.UUID, session_ids: Sequence[uuid.UUID]) -> Any:
-    return (
-        select(TranscriptChunk, col(TherapySession.session_date))
-        .join(TherapySession, col(TherapySession.id) == col(TranscriptChunk.session_id))
-        .where(*_in_scope(patient_id))
-        .where(
-            col(TranscriptChunk.patient_id) == patient_id,
-            col(TranscriptChunk.patient_visible).is_(True),
-            col(TranscriptChunk.session_id).in_(list(session_ids)),
-        )
-    )
+def _chunks_in(patient_id: uuid.UUID, session_ids: Sequence[uuid.UUID]) -> list[Any]:
+    """The scope of every read of passages: the session conditions, then the patient's own
+    visible chunks of the chosen sessions (the query joins `TherapySession` on the chunk)."""
+    return [
+        *_in_scope(patient_id),
+        col(TranscriptChunk.patient_id) == patient_id,
+        col(TranscriptChunk.patient_visible).is_(True),
+        col(TranscriptChunk.session_id).in_(list(session_ids)),
+    ]
+
+
+def _model_for(
+    settings: Settings, generation: Any, embedder: Callable[[Settings, str], Embedder]
+) -> Embedder | None:
+    """The embedder for the active generation's vectors; None when there is none yet, or when
+    the model installed under that name is not the one that made the vectors (comparing them
+    would be meaningless: rank by words only until the index is rebuilt)."""
+    if generation is None:
+        return None
+    model = embedder(settings, generation.model_name)
+    if model.model_id != generation.model_id:
+        logger.warning("embedding model mismatch", extra={"model": generation.model_id})
+        return None
+    return model
 
 
 def search(
@@ -123,8 +136,12 @@ def search(
     if not scope:
         return SearchResult([], when, 0, None)
     ids = [s for s, _ in scope]
+    scoped = _chunks_in(patient_id, ids)
     rows = session.execute(
-        _chunks_in(patient_id, ids).order_by(col(TranscriptChunk.start_seconds))
+        select(TranscriptChunk, col(TherapySession.session_date))
+        .join(TherapySession, col(TherapySession.id) == col(TranscriptChunk.session_id))
+        .where(*scoped)
+        .order_by(col(TranscriptChunk.start_seconds))
     ).all()
     cipher = patient_cipher(store, patient_id)
     chunks = [row[0] for row in rows]
@@ -132,15 +149,9 @@ def search(
     texts = [index.open_body(cipher, c.id, c.body_enc).text for c in chunks]
     position = {c.id: i for i, c in enumerate(chunks)}
 
-    generation = index.active_generation(session)
+    model = _model_for(settings, index.active_generation(session), embedder)
     by_vector: list[int] = []
-    model = embedder(settings, generation.model_name) if generation is not None else None
-    if generation is not None and model is not None and model.model_id != generation.model_id:
-        # The installed model under that name is not the one that made the vectors: comparing
-        # them would be meaningless. Rank by words only until the index is rebuilt.
-        logger.warning("embedding model mismatch", extra={"model": generation.model_id})
-        model = None
-    if generation is not None and model is not None and chunks:
+    if model is not None and chunks:
         query = model.embed([question])[0]
         vector = [float(x) for x in query]
         distance = ChunkEmbedding.embedding.cosine_distance(vector)
@@ -148,13 +159,10 @@ def search(
             select(col(ChunkEmbedding.chunk_id))
             .join(TranscriptChunk, col(TranscriptChunk.id) == col(ChunkEmbedding.chunk_id))
             .join(TherapySession, col(TherapySession.id) == col(TranscriptChunk.session_id))
-            .where(*_in_scope(patient_id))
+            .where(*scoped)
             .where(
                 col(ChunkEmbedding.patient_id) == patient_id,
-                col(ChunkEmbedding.model_id) == generation.model_id,
-                col(TranscriptChunk.patient_id) == patient_id,
-                col(TranscriptChunk.patient_visible).is_(True),
-                col(TranscriptChunk.session_id).in_(ids),
+                col(ChunkEmbedding.model_id) == model.model_id,
             )
             .order_by(distance)
             .limit(options.vector_candidates)
@@ -199,7 +207,7 @@ def search(
         hits[:limit],
         when,
         len(scope),
-        generation.model_id if generation and model else None,
+        model.model_id if model else None,
         [c.id for c in chunks],
     )
 
