@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from appliance.clinic.schemas import PatientPublic, UserPublic
 from appliance.crypto.keystore import KeyStore
-from appliance.jobs import service as jobs
+from appliance.jobs import workers
 from appliance.jobs.faults import PAUSE_ENV
 from appliance.jobs.models import Job
 from appliance.pipeline.models import RecordingProbe
@@ -115,7 +115,7 @@ def test_a_worker_process_runs_the_jobs_of_an_upload(
     session: Session,
 ) -> None:
     worker = spawn_worker()
-    wait_until(lambda: jobs.live_workers(session, 60))
+    wait_until(lambda: workers.live_workers(session, 60))
     audio = tmp_path / "bob.wav"
     audio.write_bytes(make_audio("mp3"))
     result = run_cli("ingest", "--session", str(bobs_session.id), str(audio), "--wait", env=env)
@@ -126,7 +126,7 @@ def test_a_worker_process_runs_the_jobs_of_an_upload(
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0
-    assert jobs.live_workers(session, 60) == []  # it said goodbye
+    assert workers.live_workers(session, 60) == []  # it said goodbye
 
 
 def test_a_worker_killed_in_the_middle_of_a_stage_is_replaced_and_writes_once(

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from appliance.auth.guards import Principal
 from appliance.clinic.models import Role
-from appliance.jobs import service
+from appliance.jobs import service, workers
 from appliance.jobs.models import Job, JobState
 from appliance.web.pages import PageController, page, see_other
 
@@ -46,7 +46,7 @@ class JobPages(PageController):
             states=[s.value for s in JobState],
             selected=job_state.value if job_state else None,
             retryable=RETRYABLE,
-            workers=service.live_workers(db_session, 120),
+            workers=workers.live_workers(db_session, 120),
             notice="Queued again." if done == "retried" else None,
         )
 

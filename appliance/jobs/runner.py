@@ -24,7 +24,7 @@ from appliance.crypto.service import keystore_for, patient_cipher
 from appliance.crypto.streams import DecryptingReader, FileContext
 from appliance.db import Database
 from appliance.errors import DomainError
-from appliance.jobs import faults
+from appliance.jobs import faults, workers
 from appliance.jobs import service as jobs
 from appliance.jobs.models import Job
 from appliance.jobs.service import ConsentWithdrawn, Lease, LeaseLost
@@ -186,7 +186,7 @@ def wait_for_recording(
     while True:
         with database.session() as session:
             current = jobs.for_recording(session, recording_id)
-            alive = jobs.live_workers(session, alive_within)
+            alive = workers.live_workers(session, alive_within)
             if not jobs.unfinished(current):
                 return current
             if not alive:

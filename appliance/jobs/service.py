@@ -22,7 +22,7 @@ from appliance.audit.service import Actor, AuditEntry, record
 from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.errors import Conflict, NotFound
-from appliance.jobs.models import FINISHED, WAITING, Job, JobState, JobWorker
+from appliance.jobs.models import FINISHED, WAITING, Job, JobState
 
 MAX_BACKOFF_SECONDS = 3600
 # A row locked FOR UPDATE must be read as it is now, not as this session last saw it.
@@ -387,25 +387,3 @@ def unfinished(jobs: Sequence[Job]) -> bool:
         return False
 
     return any(job.state not in FINISHED and not blocked(job.after_stage) for job in jobs)
-
-
-# Workers -------------------------------------------------------------------------------------
-
-
-def heartbeat(session: Session, worker_id: str) -> None:
-    row = session.get(JobWorker, worker_id) or JobWorker(id=worker_id)
-    row.seen_at = now_utc()
-    session.add(row)
-    session.commit()
-
-
-def forget_worker(session: Session, worker_id: str) -> None:
-    row = session.get(JobWorker, worker_id)
-    if row is not None:
-        session.delete(row)
-        session.commit()
-
-
-def live_workers(session: Session, within_seconds: int) -> list[JobWorker]:
-    since = now_utc() - timedelta(seconds=within_seconds)
-    return list(session.exec(select(JobWorker).where(col(JobWorker.seen_at) >= since)))

@@ -12,7 +12,7 @@ from typing import Any
 
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
-from appliance.jobs import runner
+from appliance.jobs import runner, workers
 from appliance.jobs import service as jobs
 from appliance.settings import Settings
 
@@ -68,7 +68,7 @@ def run_worker(settings: Settings, threads: int | None = None) -> None:
             while True:
                 try:
                     with database.session() as session:
-                        jobs.heartbeat(session, name)
+                        workers.heartbeat(session, name)
                         swept = jobs.sweep(session)
                     if swept:
                         logger.warning("re-queued jobs of lost workers", extra={"count": swept})
@@ -94,7 +94,7 @@ def run_worker(settings: Settings, threads: int | None = None) -> None:
             keeper.join(timeout=5)
             try:
                 with database.session() as session:
-                    jobs.forget_worker(session, name)
+                    workers.forget_worker(session, name)
             except Exception as exc:
                 logger.warning("could not deregister", extra={"error": type(exc).__name__})
 
