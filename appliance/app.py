@@ -16,7 +16,8 @@ from sqlmodel import Session
 from appliance import __version__
 from appliance.auth.controllers import AuthController
 from appliance.auth.pages import SignInPages
-from appliance.chat.controllers import ChatController
+from appliance.chat.controllers import AlertController, ChatController
+from appliance.chat.pages import AlertPages
 from appliance.clinic.controllers import PatientController
 from appliance.clinic.pages import PatientPages
 from appliance.consent.controllers import ConsentController
@@ -28,6 +29,7 @@ from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
 from appliance.pipeline.controllers import TranscriptController, VoiceController
 from appliance.pipeline.pages import TranscriptPages, VoicePages
+from appliance.portal.pages import PortalPages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
 from appliance.settings import Settings, read_secret_file
@@ -60,13 +62,16 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             TranscriptController,
             VoiceController,
             ChatController,
+            AlertController,
             SignInPages,
             PatientPages,
+            AlertPages,
             ConsentPages,
             SessionPages,
             JobPages,
             TranscriptPages,
             VoicePages,
+            PortalPages,
             static_files(),
         ],
         template_config=template_config(),

@@ -292,8 +292,9 @@ def add_recording(
 
 
 @contextmanager
-def serve(settings: Settings, log_path: Path) -> Iterator[str]:
-    """`appliance web` as a real process on a free loopback port; yields its base URL."""
+def serve(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[str]:
+    """`appliance web` as a real process on a free loopback port; yields its base URL.
+    `extra_env`: more APPLIANCE_* settings for that process (e.g. the LLM service's port)."""
     import socket
     import time
 
@@ -306,7 +307,10 @@ def serve(settings: Settings, log_path: Path) -> Iterator[str]:
     env.update(
         APPLIANCE_DATA_DIR=str(settings.data_dir),
         APPLIANCE_DATABASE__URL=settings.database.url or "",
+        **extra_env,
     )
+    if settings.models_dir is not None:
+        env["APPLIANCE_MODELS_DIR"] = str(settings.resolved_models_dir)
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "appliance", "web", "--port", str(port)],

@@ -1,8 +1,12 @@
 """`POST /api/v1/chat`: a signed-in patient asks about their own released sessions.
+`POST /api/v1/chat/voice` turns a short spoken question into text (`chat.voice`).
 
 Thin: the patient is the one linked to the signed-in portal account (never an id from the
 request), and everything else is `chat.service`. The model is the loopback LLM service's
 client, one per web process; the web process itself never loads weights.
+
+`/api/v1/alerts`: staff list and acknowledge crisis alerts (`chat.alerts`), the JSON twin of
+the console's alerts page.
 """
 
 from __future__ import annotations
@@ -14,18 +18,20 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import Controller, post
+import anyio
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from sqlmodel import Session, select
 
 from appliance.auth.guards import Principal, provide_principal
-from appliance.chat import service
+from appliance.chat import alerts, service, voice
 from appliance.chat.llm import ChatModel, LlamaServiceClient
-from appliance.chat.schemas import ChatRequest, ChatResponse
+from appliance.chat.schemas import ChatRequest, ChatResponse, VoiceQuestionPublic
+from appliance.clinic import access
 from appliance.clinic.models import Patient, Role
 from appliance.errors import DomainError, NotFound
 
@@ -93,6 +99,72 @@ class ChatController(Controller):
         events = service.respond(context, patient_id, data.question, data.conversation_id)
         first = next(events)  # the checks run here, so they fail as plain HTTP errors
         return ServerSentEvent(_messages(first, events), headers={"Cache-Control": "no-store"})
+
+    @post("/voice", status_code=200, request_max_body_size=voice.MAX_BYTES + voice.FORM_OVERHEAD)
+    async def voice_question(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> VoiceQuestionPublic:
+        """multipart/form-data with an `audio` file (webm/ogg Opus, mp4/AAC, wav...; at most
+        2 MB and 60 s) becomes `{"question": text}`. Nothing is answered: the portal shows the
+        text and sends it through `/stream`. 413 too big, 415 not audio, 422 corrupt, too long
+        or no speech, 429 past 30 an hour. The body is read only once the caller is a patient
+        within the limit, and is parsed in memory (Litestar's form parser spools files over
+        1 MiB to an unencrypted temporary file)."""
+
+        def admit() -> uuid.UUID:
+            patient_id = own_patient_id(db_session, principal)
+            voice.admit(db_session, patient_id)
+            return patient_id
+
+        patient_id = await anyio.to_thread.run_sync(admit)
+        body = await request.body()
+        form_type = request.headers.get("content-type", "")
+        heard = await anyio.to_thread.run_sync(
+            lambda: voice.take_question(
+                db_session, state.settings, principal.actor(), patient_id, form_type, body
+            )
+        )
+        return VoiceQuestionPublic(question=heard.text)
+
+
+class AlertController(Controller):
+    """Crisis alerts for staff: the same listing and acknowledgement as the console page."""
+
+    path = "/api/v1/alerts"
+    tags = ["chat"]
+    dependencies = {"principal": Provide(provide_principal, sync_to_thread=True)}
+
+    @get("/", sync_to_thread=True)
+    def open_alerts(
+        self,
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+        state: State,
+    ) -> list[alerts.CrisisAlertPublic]:
+        """The unacknowledged alerts of the patients the caller may see, the longest waiting
+        first: the patient's name and the category, never the patient's words."""
+        principal.require(*access.STAFF)
+        found = alerts.open_alerts(db_session, state.keystore, principal)
+        db_session.commit()
+        return found
+
+    @post("/{alert_id:uuid}/acknowledge", status_code=200, sync_to_thread=True)
+    def acknowledge(
+        self,
+        alert_id: FromPath[uuid.UUID],
+        principal: NamedDependency[Principal],
+        db_session: NamedDependency[Session],
+    ) -> alerts.Acknowledgement:
+        """Idempotent: a repeat keeps the first acknowledgement and says
+        `already_acknowledged`. 404 for an alert the caller may not see, as for none."""
+        principal.require(*access.STAFF)
+        done = alerts.acknowledge(db_session, principal, alert_id)
+        db_session.commit()
+        return done
 
 
 def _messages(

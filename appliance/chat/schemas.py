@@ -30,3 +30,9 @@ class ChatResponse(SQLModel):
     reason: str | None
     citations: list[CitationPublic]
     conversation_id: uuid.UUID | None
+
+
+class VoiceQuestionPublic(SQLModel):
+    """What `POST /api/v1/chat/voice` heard: shown to the patient, then asked as usual."""
+
+    question: str

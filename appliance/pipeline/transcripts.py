@@ -59,6 +59,16 @@ def _parts(session: Session, row: TherapySession) -> list[_Part]:
     return parts
 
 
+def recording_at(session: Session, row: TherapySession, seconds: float) -> tuple[Recording, float]:
+    """The recording that plays at `seconds` of the session's timeline, and the time in it
+    (a session recorded in two files continues where the first ended)."""
+    parts = _parts(session, row)
+    for part in reversed(parts):
+        if seconds >= part.offset:
+            return part.recording, seconds - part.offset
+    return parts[0].recording, seconds
+
+
 def pending(session: Session, parts: list[_Part]) -> int | None:
     """Overall progress (0-99) while any recording's speech stages are still running; None
     once every recording's final speech stage has succeeded. A recording whose stages can go

@@ -65,7 +65,7 @@ def clinic_today(settings: Settings) -> date:
     return datetime.now(ZoneInfo(settings.clinic.timezone)).date()
 
 
-def _in_scope(patient_id: uuid.UUID) -> list[ColumnElement[bool]]:
+def patient_scope(patient_id: uuid.UUID) -> list[ColumnElement[bool]]:
     """The conditions every patient-facing read of sessions repeats, in the same statement."""
     return [
         col(TherapySession.patient_id) == patient_id,
@@ -82,7 +82,7 @@ def searchable_sessions(session: Session, patient_id: uuid.UUID) -> list[tuple[u
     )
     rows = session.execute(
         select(col(TherapySession.id), col(TherapySession.session_date))
-        .where(*_in_scope(patient_id))
+        .where(*patient_scope(patient_id))
         .where(has_chunks)
         .order_by(col(TherapySession.session_date), col(TherapySession.id))
     ).all()
@@ -93,7 +93,7 @@ def _chunks_in(patient_id: uuid.UUID, session_ids: Sequence[uuid.UUID]) -> list[
     """The scope of every read of passages: the session conditions, then the patient's own
     visible chunks of the chosen sessions (the query joins `TherapySession` on the chunk)."""
     return [
-        *_in_scope(patient_id),
+        *patient_scope(patient_id),
         col(TranscriptChunk.patient_id) == patient_id,
         col(TranscriptChunk.patient_visible).is_(True),
         col(TranscriptChunk.session_id).in_(list(session_ids)),

@@ -23,12 +23,14 @@ from litestar.types import ExceptionHandlersMap
 from sqlmodel import Session
 
 from appliance.auth.guards import SAFE_METHODS, EnrolmentRequired, Principal, session_principal
+from appliance.chat import alerts
 from appliance.errors import DomainError, TooManyRequests
 from appliance.web.security import SECURITY_HEADERS
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
+OPEN_ALERTS_KEY = "appliance.open_alerts"  # in scope["state"]: the nav badge's count
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -52,9 +54,22 @@ async def provide_page_principal(
         value = form.get("csrf_token", "")
         sent = value if isinstance(value, str) else ""
     try:
-        return await anyio.to_thread.run_sync(session_principal, request, db_session, state, sent)
+        return await anyio.to_thread.run_sync(_signed_in, request, db_session, state, sent)
     except NotAuthorizedException:
         raise SignInRequired from None
+
+
+def _signed_in(
+    request: Request[Any, Any, Any], db_session: Session, state: State, csrf_sent: str
+) -> Principal:
+    """The principal, and the count of open crisis alerts for the navigation's badge. The
+    count is taken here, in the worker thread that already talks to the database, so that
+    `page()` can show it from async handlers too without blocking the event loop."""
+    principal = session_principal(request, db_session, state, csrf_sent)
+    if not principal.needs_totp_enrolment:  # open_count is 0, without a query, for non-staff
+        count = alerts.open_count(db_session, principal)
+        request.scope.setdefault("state", {})[OPEN_ALERTS_KEY] = count
+    return principal
 
 
 def page(
@@ -72,6 +87,8 @@ def page(
             "clinic_name": settings.clinic.name,
             "principal": principal,
             "csrf_token": principal.csrf_token if principal else "",
+            # Counted by the page principal dependency (see `_signed_in`); 0 when not staff.
+            "open_alerts": request.scope.get("state", {}).get(OPEN_ALERTS_KEY, 0),
             **context,
         },
         status_code=status_code,
