@@ -7,9 +7,6 @@ it (ingest a recorded session, transcribe, diarize, embed, answer a patient's qu
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -28,7 +25,7 @@ from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
-from appliance.demo_chat import answer_question
+from appliance.demo_chat import answer_on_portal, portal_account, web_server
 from appliance.demo_speech import (
     RECORDING,
     demo_file,
@@ -47,8 +44,8 @@ from appliance.settings import Settings
 
 DEMO_THERAPIST = "therapist@demo.clinic.invalid"
 DEMO_PATIENTS = ("Robin Example", "Sam Example")
+DEMO_PORTAL = "robin@demo.clinic.invalid"  # Robin's portal account
 
-NOT_YET_BUILT = ("the patient portal page (the chat API is built; the page that uses it is not)",)
 DEMO_QUESTION = "What homework did we agree on?"
 
 
@@ -101,19 +98,23 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
         say(f"   {line}")
 
-    say("8. The local LLM answers the same question: `appliance llm` starts as its own process")
-    say("   (llama.cpp, the Qwen2.5 0.5B GGUF), the answer path keeps only the sentences the")
-    say("   passages support and cites each (session date, minute, speaker) ...")
-    for line in answer_question(settings, patient_ids[0], DEMO_QUESTION):
+    say("8. The patient signs in to the portal and asks the same question. `appliance llm` starts")
+    say(
+        "   as its own process (llama.cpp, the Qwen2.5 0.5B GGUF); the web process streams from it,"
+    )
+    say("   keeps only the sentences the passages support and cites each (session date, minute,")
+    say("   speaker); the cited minute is decrypted for this patient only ...")
+    password = portal_account(settings, patient_ids[0], DEMO_PORTAL)
+    for line in answer_on_portal(settings, DEMO_PORTAL, password, DEMO_QUESTION):
         say(f"   {line}")
 
     say("9. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
-    say("Not done, because this build does not have it yet:")
-    for item in NOT_YET_BUILT:
-        say(f"   - {item}")
+    say("To try the portal yourself: run `appliance llm` and `appliance web` with")
+    say(f"   --data-dir {settings.data_dir}, open http://127.0.0.1:{settings.web.port}/portal and")
+    say(f"   sign in as {DEMO_PORTAL} with the password {password}")
     say("A recorded session went in; the patient's question got a cited answer from the local")
     say("model, and nothing left this machine.")
 
@@ -242,31 +243,10 @@ def _audit_round_trip(settings: Settings) -> str:
 
 
 def _probe_web(settings: Settings) -> tuple[dict[str, object], int]:
-    import uvicorn
-
-    from appliance.app import create_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the web service did not start")
-            time.sleep(0.1)
-        ready = _get_json(f"http://127.0.0.1:{port}/health/ready")
-        schema = _get_json(f"http://127.0.0.1:{port}/schema")
+    with web_server(settings) as base:
+        ready = _get_json(f"{base}/health/ready")
+        schema = _get_json(f"{base}/schema")
         return ready, len(schema.get("paths", {}))  # type: ignore[arg-type]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def _get_json(url: str) -> dict[str, object]:

@@ -1,10 +1,12 @@
-"""The demo's last step: the patient's question answered in words by the local LLM, through
-the same service `POST /api/v1/chat` uses, with `appliance llm` running as its own process (as
-systemd runs it in a clinic), so the demo process never loads the model's weights."""
+"""The demo's last step: the patient signs in to the portal and asks; the web app streams the
+answer from `appliance llm`, running as its own process (as systemd runs it in a clinic), so
+neither the demo nor the web process loads the model's weights."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -12,11 +14,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
 from appliance.audit.service import cli_actor
-from appliance.crypto.service import keystore_for
 from appliance.db import open_database
 from appliance.pipeline.exports import minute_clock
 from appliance.settings import Settings
@@ -57,26 +59,108 @@ def llm_service(settings: Settings, wait_seconds: float = 180) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def answer_question(settings: Settings, patient_id: uuid.UUID, question: str) -> list[str]:
-    """Start the LLM service, ask as the patient's chat would, print answer and citations."""
-    from appliance.chat import service
-    from appliance.chat.llm import LlamaServiceClient
+@contextmanager
+def web_server(settings: Settings) -> Iterator[str]:
+    """The web app on a free loopback port (uvicorn in a thread) until the block ends."""
+    import threading
 
-    started = time.monotonic()
-    with llm_service(settings) as base, LlamaServiceClient(base) as model:
-        loaded = time.monotonic() - started
-        with open_database(settings) as database, database.session() as session:
-            context = service.ChatContext(
-                session, keystore_for(settings), settings, cli_actor(), model
+    import uvicorn
+
+    from appliance.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the web service did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def portal_account(settings: Settings, patient_id: uuid.UUID, email: str) -> str:
+    """The demo patient's portal account, with a fresh random password (returned, to print:
+    this is a demo data directory, and a re-run must still be able to sign in)."""
+    from appliance.auth.service import set_password
+    from appliance.clinic import service
+    from appliance.clinic.models import Role
+    from appliance.clinic.schemas import UserCreate
+
+    password = secrets.token_urlsafe(12)
+    actor = cli_actor()
+    with open_database(settings) as database, database.session() as session:
+        if service.find_user(session, email) is None:
+            service.add_user(
+                session, actor, UserCreate(email=email, name="Demo patient", role=Role.patient)
             )
+            service.link_portal_user(session, actor, patient_id, email)
+        set_password(session, actor, email, password)
+        session.commit()
+    return password
+
+
+def answer_on_portal(settings: Settings, email: str, password: str, question: str) -> list[str]:
+    """The patient signs in to the portal and asks; the web process streams the answer from
+    `appliance llm` (its own process); the cited minute is fetched as the portal plays it."""
+    started = time.monotonic()
+    with llm_service(settings) as llm:
+        loaded = time.monotonic() - started
+        llm_settings = settings.llm.model_copy(update={"port": int(llm.rsplit(":", 1)[1])})
+        web_settings = settings.model_copy(update={"llm": llm_settings})
+        with web_server(web_settings) as base, httpx.Client(base_url=base, timeout=300) as web:
+            signed = web.post("/api/v1/auth/login", json={"email": email, "password": password})
+            signed.raise_for_status()
             asked = time.monotonic()
-            found = service.answer(context, patient_id, question)
+            events = _stream(web, signed.json()["csrf_token"], question)
             took = time.monotonic() - asked
-        model_id = model.model_id
+            final = events[-1][1]
+            if events[-1][0] != "answer":
+                raise RuntimeError(f"the portal's answer failed: {final.get('detail')}")
+            clip = b""
+            for c in final["citations"][:1]:
+                query = {"start": f"{c['start']:.2f}", "end": f"{c['end']:.2f}"}
+                played = web.get(f"/portal/listen/{c['session_id']}", params=query)
+                played.raise_for_status()
+                clip = played.content
+            model = httpx.get(f"{llm}/health", timeout=5).json().get("model_id", "the model")
+    deltas = sum(1 for kind, _ in events if kind == "delta")
     lines = [
-        f"{model_id} loaded in {loaded:.1f} s (its own process); answered in {took:.1f} s:",
-        f"  {found.answer}" + (f"  (refused: {found.reason})" if found.refused else ""),
+        f"{model} loaded in {loaded:.1f} s (its own process); the portal streamed {deltas} "
+        f"verified piece(s) and the answer in {took:.1f} s:",
+        f"  {final['answer']}" + (f"  (refused: {final['reason']})" if final["refused"] else ""),
     ]
-    for n, c in enumerate(found.citations, start=1):
-        lines.append(f"  [{n}] session of {c.session_date}, {minute_clock(c.start)}: {c.excerpt}")
+    for n, c in enumerate(final["citations"], start=1):
+        lines.append(
+            f"  [{n}] session of {c['session_date']}, {minute_clock(c['start'])}: {c['excerpt']}"
+        )
+    if clip:
+        lines.append(f"  the cited minute, as the portal plays it: {len(clip) // 1024} KB of WAV")
     return lines
+
+
+def _stream(web: httpx.Client, csrf: str, question: str) -> list[tuple[str, dict[str, Any]]]:
+    """The Server-Sent Events of `POST /api/v1/chat/stream`, as (event, data) pairs."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    headers = {"X-CSRF-Token": csrf}
+    with web.stream(
+        "POST", "/api/v1/chat/stream", json={"question": question}, headers=headers
+    ) as response:
+        response.raise_for_status()
+        kind = "message"
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((kind, json.loads(line[5:])))
+    return events
