@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -293,6 +293,14 @@ _TIME = _words(
 
 TIME_WORDS = _TIME  # words that place a question in time; they say nothing about its subject
 
+# Verbs that frame a question ("what homework did I *get*", "what did you *ask* me to write")
+# rather than name its subject: matched in a passage ("getting impatient") they pick the wrong line.
+_ASKING = _words(
+    """get gets got getting give gave given do does did done make made go goes went going
+    have has had take took say says said saying tell told talk talked discuss discussed
+    mention mentioned ask asked want wanted"""
+)
+
 
 def extractive_answer(
     question: str,
@@ -301,29 +309,39 @@ def extractive_answer(
     *,
     min_score: float = 0.3,
     follow: int = 0,
+    limit: int | None = None,
+    accept: Callable[[str], bool] | None = None,
 ) -> Grounded:
     """An answer made only of quotes: the passage sentences sharing most (rarity-weighted)
     question words, in session order, each citing itself. The fallback when the model's answer
     fails grounding: the patient still gets what was said, word for word, rather than nothing.
     `follow` adds the sentences right after each chosen one in its passage: the line that
-    names the subject ("we agreed on some homework") is often followed by the one that answers
-    ("I walked every morning")."""
+    names the subject ("so here's your homework") is often followed by the one that answers
+    ("write a coping card"). `limit` caps the quotes, best first (a follow-up line counts with
+    the line it follows), before they are put in session order; `accept` skips sentences the
+    caller will not show. Overlapping passages repeat lines: each is quoted once."""
     lines = _lines(passages)
     weights = _Weights(lines)
-    wanted = list(dict.fromkeys(stem(w) for w in tokens(question) if w not in _TIME))
+    asked = [w for w in tokens(question) if w not in _TIME and w not in _ASKING]
+    wanted = list(dict.fromkeys(stem(w) for w in asked))
     scored = []
     for line in lines:
         score = weights.share(wanted, set(wanted) & line.stems)
         if score > 0 and score >= min_score:
             scored.append((score, line.hit.score, -line.order, line))
     best = [item[3] for item in sorted(scored, key=lambda item: item[:3], reverse=True)]
-    picked = best[:max_sentences]
-    if follow:
-        after = {
-            (id(line.hit), line.order + step) for line in picked for step in range(1, follow + 1)
-        }
-        picked += [
-            line for line in lines if (id(line.hit), line.order) in after and line not in picked
-        ]
+    by_place = {(id(line.hit), line.order): line for line in lines}
+    picked: list[_Line] = []
+    said: set[str] = set()
+    for line in best[:max_sentences]:
+        after = (by_place.get((id(line.hit), line.order + step)) for step in range(1, follow + 1))
+        for candidate in (line, *after):
+            if candidate is None or candidate.sentence in said:
+                continue
+            if accept is not None and not accept(candidate.excerpt):
+                continue
+            said.add(candidate.sentence)
+            picked.append(candidate)
+    picked = picked[:limit]
     chosen = sorted(picked, key=lambda x: (x.hit.session_date, x.hit.start, x.order))
     return Grounded(tuple(GroundedSentence(line.excerpt, line.citation()) for line in chosen), ())

@@ -131,12 +131,20 @@ def respond(
 
     kept: list[grounding.GroundedSentence] = []
     messages = build_messages(question, hits, history)
-    for sentence in _verified(context.model, messages, hits, question):
+    subject = _without(found.time_filter.phrase, question)  # what is asked, not when
+    for sentence in _verified(context.model, messages, hits, subject):
         kept.append(sentence)
         yield Delta(sentence.text + " ")
     if not kept:  # the model's words failed the check: quote the passages themselves
-        quoted = grounding.extractive_answer(question, hits, max_sentences=2, follow=2)
-        kept = [s for s in quoted.sentences if adds_to(question, s.text)][:3]
+        quoted = grounding.extractive_answer(
+            subject,
+            hits,
+            max_sentences=2,
+            follow=2,
+            limit=3,
+            accept=lambda text: adds_to(subject, text),
+        )
+        kept = list(quoted.sentences)
         if kept:
             yield Delta(" ".join(s.text for s in kept))
     if not kept:
@@ -242,6 +250,16 @@ def _citations(kept: Sequence[grounding.GroundedSentence]) -> list[CitationPubli
             ),
         )
     return list(unique.values())
+
+
+def _without(phrase: str | None, question: str) -> str:
+    """The question without its time expression ("Two sessions ago, what did you ask me to
+    write?" -> "what did you ask me to write?"): the sessions were chosen from it already, and
+    its words ("two", "October") would otherwise count as the subject of the answer."""
+    if not phrase:
+        return question
+    rest = " ".join(question.replace(phrase, " ", 1).split()).strip(" ,;")
+    return rest or question
 
 
 def _retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:
