@@ -197,6 +197,61 @@ def test_the_extractive_fallback_lists_quotes_in_session_order() -> None:
     assert len(dates) == 2
 
 
+HOLIDAY = Hit(
+    "passage",
+    uuid.uuid4(),
+    SLEEP_SESSION,
+    date(2026, 11, 20),
+    0.0,
+    90.0,
+    0.8,
+    "Patient: I helped Sofia with her fractions homework without getting impatient.\n"
+    "Patient: The worries were mostly about Thanksgiving.\n"
+    "Therapist: So here's your homework before Thanksgiving. Write a coping card for your "
+    "wallet. Read it every morning.",
+    "Therapist: So here's your homework before Thanksgiving.",
+)
+
+
+def test_the_best_line_and_the_lines_after_it_are_quoted_before_earlier_weaker_ones() -> None:
+    grounded = extractive_answer(
+        "What homework did I get for Thanksgiving?", [HOLIDAY], max_sentences=2, follow=2, limit=3
+    )
+
+    assert [s.text for s in grounded.sentences] == [
+        "Therapist: So here's your homework before Thanksgiving.",
+        "Therapist: Write a coping card for your wallet.",
+        "Therapist: Read it every morning.",
+    ]  # "get" frames the question: it does not pick "getting impatient"
+
+
+def test_a_line_repeated_by_overlapping_passages_is_quoted_once() -> None:
+    overlap = Hit(
+        "passage", uuid.uuid4(), WALK_SESSION, WALK.session_date, 150.0, 200.0, 0.8,
+        "Patient: I walked by the river with my brother Tomasz. It helped a bit.",
+        "Patient: I walked by the river with my brother Tomasz.",
+    )  # fmt: skip
+
+    grounded = extractive_answer("Who did I walk by the river with?", [WALK, overlap], follow=1)
+
+    texts = [s.text for s in grounded.sentences]
+    assert texts.count("Patient: I walked by the river with my brother Tomasz.") == 1
+
+
+def test_lines_the_caller_will_not_show_are_skipped_not_counted() -> None:
+    grounded = extractive_answer(
+        "What homework did I get for Thanksgiving?",
+        [HOLIDAY],
+        max_sentences=1,
+        follow=1,
+        accept=lambda text: "here's" not in text,
+    )
+
+    assert [s.text for s in grounded.sentences] == [
+        "Therapist: Write a coping card for your wallet."
+    ]
+
+
 def test_sentences_split_around_titles_decimals_and_list_markers() -> None:
     text = (
         "Here is a summary:\n"
