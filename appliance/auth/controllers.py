@@ -40,20 +40,8 @@ class AuthController(Controller):
         state: State,
     ) -> Response[SessionPublic]:
         """Sign in with e-mail, password and (when enrolled) a one-time code; sets the cookie."""
-        refuse_cross_site(request)
-        ip = client_ip(request)
-        enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
-        cookie = sessions.cookie_name(state.settings)
-        result = service.sign_in(
-            db_session,
-            state.settings,
-            state.server_secret,
-            email=data.email,
-            password=data.password,
-            totp_code=data.totp_code,
-            ip=ip,
-            user_agent=request.headers.get("user-agent"),
-            replaces=request.cookies.get(cookie),
+        result = sign_in_request(
+            request, db_session, state, data.email, data.password, data.totp_code
         )
         body = SessionPublic(
             user=result.user,
@@ -158,3 +146,29 @@ def refuse_cross_site(request: Request[Any, Any, Any]) -> None:
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
         raise PermissionDeniedException("cross-site sign-in refused")
+
+
+def sign_in_request(
+    request: Request[Any, Any, Any],
+    db_session: Session,
+    state: State,
+    email: str,
+    password: str,
+    totp_code: str | None,
+) -> service.SignIn:
+    """A sign-in from this request (API, console or portal form): only from the appliance's own
+    pages, throttled per address, replacing the browser's previous session."""
+    refuse_cross_site(request)
+    ip = client_ip(request)
+    enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
+    return service.sign_in(
+        db_session,
+        state.settings,
+        state.server_secret,
+        email=email,
+        password=password,
+        totp_code=totp_code,
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+        replaces=request.cookies.get(sessions.cookie_name(state.settings)),
+    )

@@ -14,10 +14,9 @@ from sqlmodel import Field, Session, SQLModel
 
 from appliance.audit.service import AuditEntry, record
 from appliance.auth import service, sessions
-from appliance.auth.controllers import LOGIN_RATE, refuse_cross_site, session_cookie
-from appliance.auth.guards import Principal, client_ip
+from appliance.auth.controllers import session_cookie, sign_in_request
+from appliance.auth.guards import Principal
 from appliance.auth.service import SignInRefused
-from appliance.auth.throttle import enforce
 from appliance.errors import Invalid, TooManyRequests
 from appliance.web.pages import PageController, page, see_other
 
@@ -54,20 +53,9 @@ class SignInPages(PageController):
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        refuse_cross_site(request)
-        ip = client_ip(request)
         try:
-            enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
-            result = service.sign_in(
-                db_session,
-                state.settings,
-                state.server_secret,
-                email=data.email,
-                password=data.password,
-                totp_code=data.totp_code or None,
-                ip=ip,
-                user_agent=request.headers.get("user-agent"),
-                replaces=request.cookies.get(sessions.cookie_name(state.settings)),
+            result = sign_in_request(
+                request, db_session, state, data.email, data.password, data.totp_code or None
             )
         except (SignInRefused, TooManyRequests) as refused:
             return page(
@@ -91,12 +79,7 @@ class SignInPages(PageController):
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        sessions.revoke(db_session, request.cookies.get(sessions.cookie_name(state.settings), ""))
-        record(db_session, principal.actor(), AuditEntry("auth.logout", details={"ended": 1}))
-        db_session.commit()
-        response = see_other("/console/login")
-        response.delete_cookie(sessions.cookie_name(state.settings), path="/")
-        return response
+        return sign_out(request, principal, db_session, state, then="/console/login")
 
     @get("/totp", opt={"allow_unenrolled": True})
     async def totp_start(
@@ -138,3 +121,21 @@ class SignInPages(PageController):
         except Invalid as refused:
             return page(request, "totp.html", principal, status_code=422, error=str(refused))
         return see_other("/console/patients")
+
+
+def sign_out(
+    request: Request[Any, Any, Any],
+    principal: Principal,
+    db_session: Session,
+    state: State,
+    *,
+    then: str,
+) -> Response[Any]:
+    """End this browser's session (audited), forget its cookie, go to the sign-in page `then`."""
+    cookie = sessions.cookie_name(state.settings)
+    sessions.revoke(db_session, request.cookies.get(cookie, ""))
+    record(db_session, principal.actor(), AuditEntry("auth.logout", details={"ended": 1}))
+    db_session.commit()
+    response = see_other(then)
+    response.delete_cookie(cookie, path="/")
+    return response

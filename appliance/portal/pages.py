@@ -20,13 +20,10 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 from sqlmodel import Field, Session, SQLModel
 
-from appliance.audit.service import AuditEntry, record
-from appliance.auth import service as auth
-from appliance.auth import sessions
-from appliance.auth.controllers import LOGIN_RATE, refuse_cross_site, session_cookie
-from appliance.auth.guards import EnrolmentRequired, Principal, client_ip
+from appliance.auth.controllers import session_cookie, sign_in_request
+from appliance.auth.guards import EnrolmentRequired, Principal
+from appliance.auth.pages import sign_out
 from appliance.auth.service import SignInRefused
-from appliance.auth.throttle import enforce
 from appliance.chat import service as chat
 from appliance.chat.controllers import chat_model, own_patient_id
 from appliance.clinic.models import Role
@@ -112,21 +109,8 @@ class PortalPages(PageController):
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        refuse_cross_site(request)
-        ip = client_ip(request)
         try:
-            enforce(db_session, f"login-ip:{ip}", *LOGIN_RATE)
-            result = auth.sign_in(
-                db_session,
-                state.settings,
-                state.server_secret,
-                email=data.email,
-                password=data.password,
-                totp_code=None,
-                ip=ip,
-                user_agent=request.headers.get("user-agent"),
-                replaces=request.cookies.get(sessions.cookie_name(state.settings)),
-            )
+            result = sign_in_request(request, db_session, state, data.email, data.password, None)
         except (SignInRefused, TooManyRequests) as refused:
             return page(
                 request,
@@ -213,12 +197,7 @@ class PortalPages(PageController):
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        sessions.revoke(db_session, request.cookies.get(sessions.cookie_name(state.settings), ""))
-        record(db_session, principal.actor(), AuditEntry("auth.logout", details={"ended": 1}))
-        db_session.commit()
-        response = see_other("/portal/login")
-        response.delete_cookie(sessions.cookie_name(state.settings), path="/")
-        return response
+        return sign_out(request, principal, db_session, state, then="/portal/login")
 
     def _render(
         self,
