@@ -47,6 +47,14 @@ def chat_model(state: State) -> ChatModel:
     return model  # type: ignore[no-any-return]
 
 
+def chat_context(db_session: Session, state: State, principal: Principal) -> service.ChatContext:
+    """What a web request answers with: its database session, the process's keys, settings
+    and model client, and the signed-in patient as the audited actor."""
+    return service.ChatContext(
+        db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
+    )
+
+
 def own_patient_id(session: Session, principal: Principal) -> uuid.UUID:
     principal.require(Role.patient)
     found = session.exec(select(Patient.id).where(Patient.user_id == principal.user_id)).first()
@@ -72,9 +80,7 @@ class ChatController(Controller):
         with its reason (not_found, out_of_scope, crisis). 429 with `retry_after` past the
         hourly limit; 503 when the language model service is busy or down."""
         patient_id = own_patient_id(db_session, principal)
-        context = service.ChatContext(
-            db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
-        )
+        context = chat_context(db_session, state, principal)
         return service.answer(
             context, patient_id, data.question, conversation_id=data.conversation_id
         )
@@ -93,9 +99,7 @@ class ChatController(Controller):
         `answer`: a half answer never passes for a whole one. Refusals of the request itself
         (429, 403, 422) are plain HTTP errors, before any event."""
         patient_id = own_patient_id(db_session, principal)
-        context = service.ChatContext(
-            db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
-        )
+        context = chat_context(db_session, state, principal)
         events = service.respond(context, patient_id, data.question, data.conversation_id)
         first = next(events)  # the checks run here, so they fail as plain HTTP errors
         return ServerSentEvent(_messages(first, events), headers={"Cache-Control": "no-store"})

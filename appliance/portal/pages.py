@@ -25,7 +25,7 @@ from appliance.auth.guards import EnrolmentRequired, Principal
 from appliance.auth.pages import sign_out
 from appliance.auth.service import SignInRefused
 from appliance.chat import service as chat
-from appliance.chat.controllers import chat_model, own_patient_id
+from appliance.chat.controllers import chat_context, own_patient_id
 from appliance.clinic.models import Role
 from appliance.consent import service as consent
 from appliance.consent.models import Purpose
@@ -148,9 +148,7 @@ class PortalPages(PageController):
     ) -> Response[Any]:
         """The no-JavaScript path: the same answer as the API, then back to the page."""
         patient_id = own_patient_id(db_session, principal)
-        context = chat.ChatContext(
-            db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
-        )
+        context = chat_context(db_session, state, principal)
         try:
             conversation = uuid.UUID(data.conversation_id) if data.conversation_id else None
             chat.answer(context, patient_id, data.question, conversation_id=conversation)
