@@ -11,7 +11,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help demo install install-dev models init test check lint format typecheck pytest clean \
-	eval-retrieval bench-search
+	eval-retrieval eval-chat bench-search bench-chat
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-15s %s\n", $$1, $$2}'
@@ -51,8 +51,14 @@ pytest: install-dev ## Run the test suite only (real PostgreSQL, packaged models
 eval-retrieval: install models ## Recall@1/@5 and MRR of search on demo/retrieval/set.toml
 	$(BIN)/appliance eval retrieval
 
+eval-chat: install models ## Patient chat: correct-and-cited, refusals, crisis, canaries (demo model, ~12 min)
+	$(BIN)/appliance eval chat
+
 bench-search: install ## Exact per-patient search vs HNSW, 1 M chunks / 10 000 patients (long)
 	$(BIN)/appliance bench search
+
+bench-chat: install models ## Patient chat: first token and tokens/s vs raw llama.cpp, 10 at once
+	$(BIN)/appliance bench chat
 
 check: lint typecheck ## ruff check, ruff format --check, mypy
 

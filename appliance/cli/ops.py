@@ -180,3 +180,34 @@ def bench_search(chunks: int, patients: int, queries: int, dim: int, as_json: bo
 
     result = search_bench.report(chunks, patients, queries, dim)
     emit(result, as_json, search_bench.render(result))
+
+
+@bench.command("chat")
+@click.option("--runs", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option(
+    "--concurrent",
+    type=click.IntRange(0, 64),
+    default=10,
+    show_default=True,
+    help="Patients asking at once through the whole path (0: skip).",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Answer length cap on every path (the chat path asks 256).",
+)
+@data_dir_option
+@json_option
+@one_line_errors
+def bench_chat(
+    runs: int, concurrent: int, max_tokens: int, data_dir: Path | None, as_json: bool
+) -> None:
+    """Time to first token and tokens/s of the patient chat's whole path beside the raw
+    llama-cpp-python call and the bare `appliance llm` stream, with one prompt, in a scratch
+    appliance; then --concurrent patients at once (p50/p95, 503s, timeouts)."""
+    from appliance.chat import bench as chat_bench
+
+    result = chat_bench.report(settings_for(data_dir), runs, concurrent, max_tokens)
+    emit(result, as_json, chat_bench.render(result))
