@@ -4,8 +4,10 @@ citations, the homework list, and the cited minute played only to the patient it
 
 from __future__ import annotations
 
+import base64
 import io
 import re
+import time
 import wave
 from typing import Any
 
@@ -14,6 +16,7 @@ from sqlmodel import Session, select
 
 from appliance.audit.models import AuditEvent
 from appliance.audit.service import Actor
+from appliance.auth import totp
 from appliance.clinic.schemas import PatientPublic, UserPublic
 from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
@@ -22,7 +25,7 @@ from appliance.retrieval import facts
 from appliance.retrieval.models import FactKind, TranscriptChunk
 from appliance.settings import Settings
 from tests.chat_fakes import FakeChatModel
-from tests.conftest import PASSWORD, Browser
+from tests.conftest import PASSWORD, Browser, signed_in
 from tests.retrieval_fixtures import Clinic, record_practice
 from tests.speech_fakes import FakeSpeech
 
@@ -249,3 +252,25 @@ def test_staff_who_open_the_portal_are_sent_to_the_console(
     )
     assert response.status_code == 303
     assert client.get("/portal", follow_redirects=False).headers["location"] == "/console"
+
+
+def test_a_patient_with_an_authenticator_signs_in_to_the_portal_with_the_one_time_code(
+    browser: Browser, people: dict[str, UserPublic]
+) -> None:
+    client, csrf = signed_in(browser, "bob@portal.example")
+    setup = client.post("/api/v1/auth/totp/setup", headers={"X-CSRF-Token": csrf}).json()
+    secret = base64.b32decode(setup["secret"])
+    confirmed = client.post(
+        "/api/v1/auth/totp/confirm",
+        json={"code": totp.code_for(secret)},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert confirmed.status_code == 204
+
+    phone = browser()
+    form = {"email": "bob@portal.example", "password": PASSWORD}
+    assert phone.post("/portal/login", data=form).status_code == 401
+    code = totp.code_for(secret, time.time() + totp.STEP)  # the confirmed code is spent
+    signed = phone.post("/portal/login", data={**form, "totp_code": code})
+    assert signed.status_code == 200
+    assert str(signed.url).endswith("/portal")

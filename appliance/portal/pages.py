@@ -48,6 +48,7 @@ FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 class SignInForm(SQLModel):
     email: str = Field(max_length=254)
     password: str = Field(max_length=1024)
+    totp_code: str = Field(default="", max_length=10)  # for patients who set up an authenticator
 
 
 class AskForm(SQLModel):
@@ -110,7 +111,9 @@ class PortalPages(PageController):
         state: State,
     ) -> Response[Any]:
         try:
-            result = sign_in_request(request, db_session, state, data.email, data.password, None)
+            result = sign_in_request(
+                request, db_session, state, data.email, data.password, data.totp_code or None
+            )
         except (SignInRefused, TooManyRequests) as refused:
             return page(
                 request,
