@@ -143,7 +143,9 @@ def test_init_refuses_to_rekey_a_database_whose_key_file_was_lost(tmp_path: Path
     assert not (data_dir / "keys" / "kek.key").exists()
 
 
-def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) -> None:
+def test_the_demo_runs_end_to_end_to_a_cited_answer_on_the_portal_and_runs_again(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "demo"
     first = run_cli("demo", "--data-dir", str(data_dir))
     assert first.returncode == 0, first.stderr
@@ -163,10 +165,13 @@ def test_the_demo_runs_end_to_end_and_says_what_it_did_not_do(tmp_path: Path) ->
     best = found.splitlines()[1].strip()
     assert best.startswith("1. session of ")
     assert "walk" in best or "breathing" in best  # the homework, with its minute
-    answered = first.stdout.split("8. The local LLM answers")[1].split("9. Exporting")[0]
+    answered = first.stdout.split("8. The patient signs in to the portal")[1]
+    answered = answered.split("9. Exporting")[0]
     assert "qwen2.5-0.5b-instruct-q4@sha256:" in answered
     assert "(refused" not in answered
     assert "[1] session of " in answered  # every sentence of the answer is cited
+    assert "KB of WAV" in answered  # the cited minute, played as the portal plays it
+    assert "sign in as robin@demo.clinic.invalid with the password " in first.stdout
     assert "got a cited answer from the local" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
