@@ -114,24 +114,22 @@ def spoken_question(tmp_path: Path) -> Path:
 
 
 def test_bob_speaks_his_question_and_reads_what_was_heard_before_asking(
+    chromium: Any,  # noqa: F811
     settings: Settings,
     practice: Any,  # noqa: F811
     people: dict[str, UserPublic],
     spoken_question: Path,
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     microphone = [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={spoken_question}",
     ]
-    with (
-        serve(settings, tmp_path / "web.log") as base,
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(
+    with serve(settings, tmp_path / "web.log") as base:
+        # A second browser with a fake microphone, from the same Playwright instance (one
+        # sync Playwright per process at a time).
+        browser = chromium.browser_type.launch(
             executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *microphone]
         )
         context = browser.new_context(base_url=base)
