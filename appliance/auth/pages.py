@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -53,23 +54,14 @@ class SignInPages(PageController):
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        try:
-            result = sign_in_request(
-                request, db_session, state, data.email, data.password, data.totp_code or None
-            )
-        except (SignInRefused, TooManyRequests) as refused:
-            return page(
-                request,
-                "login.html",
-                None,
-                status_code=refused.status_code,
-                error=str(refused),
-                email=data.email,
-            )
-        target = "/console/totp" if result.needs_totp_enrolment else "/console/patients"
-        response = see_other(target)
-        response.set_cookie(session_cookie(state.settings, result.session.token))
-        return response
+        return sign_in_from_form(
+            request,
+            db_session,
+            state,
+            data,
+            "login.html",
+            lambda signed: "/console/totp" if signed.needs_totp_enrolment else "/console/patients",
+        )
 
     @post("/logout", sync_to_thread=True, opt={"allow_unenrolled": True})
     def logout(
@@ -138,4 +130,34 @@ def sign_out(
     db_session.commit()
     response = see_other(then)
     response.delete_cookie(cookie, path="/")
+    return response
+
+
+def sign_in_from_form(
+    request: Request[Any, Any, Any],
+    db_session: Session,
+    state: State,
+    data: LoginForm,
+    template: str,
+    then: Callable[[service.SignIn], str],
+    **context: Any,
+) -> Response[Any]:
+    """A sign-in form's answer: on to `then(result)` with the session cookie, or the form
+    again with the reason (and the e-mail address kept, so only the password is retyped)."""
+    try:
+        result = sign_in_request(
+            request, db_session, state, data.email, data.password, data.totp_code or None
+        )
+    except (SignInRefused, TooManyRequests) as refused:
+        return page(
+            request,
+            template,
+            None,
+            status_code=refused.status_code,
+            error=str(refused),
+            email=data.email,
+            **context,
+        )
+    response = see_other(then(result))
+    response.set_cookie(session_cookie(state.settings, result.session.token))
     return response

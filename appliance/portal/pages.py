@@ -20,10 +20,8 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Template
 from sqlmodel import Field, Session, SQLModel
 
-from appliance.auth.controllers import session_cookie, sign_in_request
 from appliance.auth.guards import EnrolmentRequired, Principal
-from appliance.auth.pages import sign_out
-from appliance.auth.service import SignInRefused
+from appliance.auth.pages import LoginForm, sign_in_from_form, sign_out
 from appliance.chat import service as chat
 from appliance.chat.controllers import chat_context, own_patient_id
 from appliance.clinic.models import Role
@@ -43,12 +41,6 @@ from appliance.web.pages import (
 from appliance.web.security import SECURITY_HEADERS
 
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
-
-
-class SignInForm(SQLModel):
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=1024)
-    totp_code: str = Field(default="", max_length=10)  # for patients who set up an authenticator
 
 
 class AskForm(SQLModel):
@@ -106,27 +98,19 @@ class PortalPages(PageController):
     def login(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[SignInForm, FORM],
+        data: Annotated[LoginForm, FORM],
         db_session: NamedDependency[Session],
         state: State,
     ) -> Response[Any]:
-        try:
-            result = sign_in_request(
-                request, db_session, state, data.email, data.password, data.totp_code or None
-            )
-        except (SignInRefused, TooManyRequests) as refused:
-            return page(
-                request,
-                "portal_login.html",
-                None,
-                status_code=refused.status_code,
-                title="Sign in",
-                error=str(refused),
-                email=data.email,
-            )
-        response = see_other("/portal")
-        response.set_cookie(session_cookie(state.settings, result.session.token))
-        return response
+        return sign_in_from_form(
+            request,
+            db_session,
+            state,
+            data,
+            "portal_login.html",
+            lambda _: "/portal",
+            title="Sign in",
+        )
 
     @get("/", sync_to_thread=True)
     def home(
