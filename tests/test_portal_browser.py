@@ -1,7 +1,7 @@
 """The patient portal in real Chromium with JavaScript, against `appliance web` and
 `appliance llm` as their own processes and the demo GGUF: bob signs in, asks, watches the
 answer stream in with citations, and plays the cited minute. Screenshots are kept in
-var/screenshots/ (CI keeps them as artifacts)."""
+test-artifacts/screenshots/ (ignored by git; CI can keep them)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.test_portal import clinic, practice  # noqa: F401  (bob's and charlie
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 
-SCREENSHOTS = REPO / "var" / "screenshots"
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture
