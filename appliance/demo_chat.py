@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,18 +26,21 @@ from appliance.settings import Settings
 
 
 @contextmanager
-def llm_service(settings: Settings, wait_seconds: float = 180) -> Iterator[str]:
-    """`appliance llm` on a free loopback port until the block ends; yields its base URL."""
+def appliance_process(
+    command: str,
+    env: dict[str, str],
+    log_path: Path,
+    ready: Callable[[str], bool],
+    wait_seconds: float,
+) -> Iterator[str]:
+    """`appliance <command> --port P` as its own process on a free loopback port, as systemd
+    would run it, until the block ends; yields its base URL once `ready(base)` says so."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log_path = settings.data_dir / "llm.log"
-    env = {**os.environ, "APPLIANCE_DATA_DIR": str(settings.data_dir)}
-    if settings.models_dir is not None:
-        env["APPLIANCE_MODELS_DIR"] = str(settings.resolved_models_dir)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "llm", "--port", str(port)],
+            [sys.executable, "-m", "appliance", command, "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -46,17 +50,32 @@ def llm_service(settings: Settings, wait_seconds: float = 180) -> Iterator[str]:
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
-                if httpx.get(f"{base}/health", timeout=5).json().get("status") == "ok":
+                if ready(base):
                     break
             except (httpx.HTTPError, ValueError):
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"appliance llm did not start; see {log_path}")
-            time.sleep(0.3)
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"appliance {command} did not start; see {log_path}:\n{tail}")
+            time.sleep(0.2)
         yield base
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def llm_service(settings: Settings, wait_seconds: float = 180) -> Iterator[str]:
+    """`appliance llm` on a free loopback port until the block ends; yields its base URL."""
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(settings.data_dir)}
+    if settings.models_dir is not None:
+        env["APPLIANCE_MODELS_DIR"] = str(settings.resolved_models_dir)
+
+    def loaded(base: str) -> bool:
+        return bool(httpx.get(f"{base}/health", timeout=5).json().get("status") == "ok")
+
+    with appliance_process("llm", env, settings.data_dir / "llm.log", loaded, wait_seconds) as base:
+        yield base
 
 
 @contextmanager

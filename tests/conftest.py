@@ -295,14 +295,10 @@ def add_recording(
 def serve(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[str]:
     """`appliance web` as a real process on a free loopback port; yields its base URL.
     `extra_env`: more APPLIANCE_* settings for that process (e.g. the LLM service's port)."""
-    import socket
-    import time
-
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from appliance.demo_chat import appliance_process
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     env.update(
         APPLIANCE_DATA_DIR=str(settings.data_dir),
@@ -311,29 +307,12 @@ def serve(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[str]
     )
     if settings.models_dir is not None:
         env["APPLIANCE_MODELS_DIR"] = str(settings.resolved_models_dir)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "web", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health/live").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "appliance web did not start"
-            time.sleep(0.2)
+
+    def live(base: str) -> bool:
+        return httpx.get(f"{base}/health/live").status_code == 200
+
+    with appliance_process("web", env, log_path, live, wait_seconds=60) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def consented_session(
