@@ -11,7 +11,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help demo install install-dev models init test check lint format typecheck pytest clean \
-	eval-retrieval eval-chat bench-search bench-chat
+	eval-retrieval eval-chat eval-reports bench-search bench-chat bench-report
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-15s %s\n", $$1, $$2}'
@@ -54,11 +54,17 @@ eval-retrieval: install models ## Recall@1/@5 and MRR of search on demo/retrieva
 eval-chat: install models ## Patient chat: correct-and-cited, refusals, crisis, canaries (demo model, ~12 min)
 	$(BIN)/appliance eval chat
 
+eval-reports: install models ## AI reports: homework and risk-flag recall/precision, not assessed (demo model)
+	$(BIN)/appliance eval reports
+
 bench-search: install ## Exact per-patient search vs HNSW, 1 M chunks / 10 000 patients (long)
 	$(BIN)/appliance bench search
 
 bench-chat: install models ## Patient chat: first token and tokens/s vs raw llama.cpp, 10 at once
 	$(BIN)/appliance bench chat
+
+bench-report: install models ## AI report of a 60-minute session: time vs raw llama.cpp map calls
+	$(BIN)/appliance bench report --minutes 60
 
 check: lint typecheck ## ruff check, ruff format --check, mypy
 

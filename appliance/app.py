@@ -27,11 +27,15 @@ from appliance.db import Database, open_database
 from appliance.jobs.controllers import JobController
 from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
+from appliance.messages.controllers import MessageController
+from appliance.messages.pages import MessagePages, PortalMessagePages
 from appliance.pipeline.controllers import TranscriptController, VoiceController
 from appliance.pipeline.pages import TranscriptPages, VoicePages
 from appliance.portal.pages import PortalPages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
+from appliance.reports.controllers import ProfileController, ReportController, RiskFlagController
+from appliance.reports.pages import ReportPages
 from appliance.settings import Settings, read_secret_file
 from appliance.web.context import DB_SESSION_KEY, RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS
@@ -61,8 +65,12 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             JobController,
             TranscriptController,
             VoiceController,
+            ReportController,
+            RiskFlagController,
+            ProfileController,
             ChatController,
             AlertController,
+            MessageController,
             SignInPages,
             PatientPages,
             AlertPages,
@@ -71,7 +79,10 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             JobPages,
             TranscriptPages,
             VoicePages,
+            ReportPages,
             PortalPages,
+            MessagePages,
+            PortalMessagePages,
             static_files(),
         ],
         template_config=template_config(),

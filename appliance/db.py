@@ -38,6 +38,8 @@ TABLE_MODULES = (
     "appliance.pipeline.models",
     "appliance.retrieval.models",
     "appliance.chat.models",
+    "appliance.reports.models",
+    "appliance.messages.models",
 )
 
 

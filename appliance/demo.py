@@ -7,6 +7,7 @@ it (ingest a recorded session, transcribe, diarize, embed, answer a patient's qu
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.service import keystore_for
 from appliance.db import open_database
-from appliance.demo_chat import answer_on_portal, portal_account, web_server
+from appliance.demo_chat import answer_on_portal, llm_service, portal_account, web_server
+from appliance.demo_report import draft_and_approve, with_llm
 from appliance.demo_speech import (
     RECORDING,
     demo_file,
@@ -76,7 +78,8 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say("5. The therapist enrols their voice (a separate short recording), so the pipeline")
     say("   can tell by voice which speaker is the therapist ...")
     say(f"   {enrol_therapist_voice(settings, DEMO_THERAPIST)}")
-    say("   Taking a recorded session in: consent to recording, transcription and patient chat,")
+    say("   Taking a recorded session in: consent to recording, transcription, AI analysis and")
+    say("   patient chat,")
     say("   a session,")
     say(f"   the recorded dialogue (demo/{RECORDING}, therapist and patient), then the upload")
     say("   path: encrypted as it is written, proven to be audio by decoding it ...")
@@ -92,23 +95,31 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     for line in describe_transcript(settings, session_id, DEMO_THERAPIST):
         say(f"   {line}")
 
-    say("7. The therapist releases the session for patient questions; the patient asks")
-    say(f"   {DEMO_QUESTION!r} and retrieval finds, in this patient's released sessions only")
-    say("   (filtered in SQL), the passages an answer would cite:")
-    for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
-        say(f"   {line}")
+    say("7. `appliance llm` starts as its own process (llama.cpp, the Qwen2.5 0.5B GGUF). The")
+    say("   report job drafts the session report from the diarized transcript (every statement")
+    say("   linked to its utterances; risk topics never discussed say 'not assessed'); the")
+    say("   therapist reviews it, approves it and releases the session for patient questions ...")
+    started = time.monotonic()
+    with llm_service(settings) as llm:
+        say(f"   the model loaded in {time.monotonic() - started:.1f} s")
+        llm_settings = with_llm(settings, llm)
+        for line in draft_and_approve(llm_settings, recording_id, session_id, DEMO_THERAPIST):
+            say(f"   {line}")
 
-    say("8. The patient signs in to the portal and asks the same question. `appliance llm` starts")
-    say(
-        "   as its own process (llama.cpp, the Qwen2.5 0.5B GGUF); the web process streams from it,"
-    )
-    say("   keeps only the sentences the passages support and cites each (session date, minute,")
-    say("   speaker); the cited minute is decrypted for this patient only ...")
-    password = portal_account(settings, patient_ids[0], DEMO_PORTAL)
-    for line in answer_on_portal(settings, DEMO_PORTAL, password, DEMO_QUESTION):
-        say(f"   {line}")
+        say(f"8. The patient asks {DEMO_QUESTION!r}; retrieval finds, in this patient's released")
+        say("   sessions only (filtered in SQL), the passages an answer would cite:")
+        for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
+            say(f"   {line}")
 
-    say("9. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
+        say("9. The patient signs in to the portal and asks the same question. The web process")
+        say("   streams from `appliance llm`, puts the approved homework first, keeps only the")
+        say("   sentences the sources support and cites each (session date, minute, speaker);")
+        say("   the cited minute is decrypted for this patient only ...")
+        password = portal_account(settings, patient_ids[0], DEMO_PORTAL)
+        for line in answer_on_portal(settings, llm, DEMO_PORTAL, password, DEMO_QUESTION):
+            say(f"   {line}")
+
+    say("10. Exporting the audit log and verifying it offline (hash chain, signed checkpoints) ...")
     say(f"   {_audit_round_trip(settings)}")
 
     say("")
@@ -156,7 +167,12 @@ def _ingest_demo_recording(
         actor = therapist.actor()
         needed = [
             purpose
-            for purpose in (Purpose.recording, Purpose.transcription, Purpose.patient_chat)
+            for purpose in (
+                Purpose.recording,
+                Purpose.transcription,
+                Purpose.ai_analysis,
+                Purpose.patient_chat,
+            )
             if not consent.is_granted(session, patient_id, purpose)
         ]
         if needed:
@@ -208,6 +224,7 @@ def _run_pipeline(settings: Settings, recording_id: uuid.UUID) -> list[str]:
 
     from appliance.jobs.runner import wait_for_recording
     from appliance.pipeline.models import RecordingProbe
+    from appliance.pipeline.stages import BACKGROUND
 
     with open_database(settings) as database:
         finished = wait_for_recording(settings, database, recording_id)
@@ -219,6 +236,12 @@ def _run_pipeline(settings: Settings, recording_id: uuid.UUID) -> list[str]:
         f"{job.stage}: {job.state} after {job.attempts} attempt(s)"
         + (f" ({job.last_error})" if job.last_error else "")
         for job in finished
+        if job.stage not in BACKGROUND
+    ]
+    lines += [
+        f"{job.stage}: {job.state} (needs `appliance llm`: step 7)"
+        for job in finished
+        if job.stage in BACKGROUND
     ]
     if probe is not None:
         lines.append(
@@ -226,7 +249,7 @@ def _run_pipeline(settings: Settings, recording_id: uuid.UUID) -> list[str]:
             f"{probe.channels} channel(s), {probe.integrated_lufs:.1f} LUFS integrated, "
             f"peak {probe.peak_dbfs:.1f} dBFS, {probe.silent_fraction:.0%} silent"
         )
-    if any(job.state != "succeeded" for job in finished):
+    if any(job.state != "succeeded" for job in finished if job.stage not in BACKGROUND):
         raise RuntimeError("a pipeline stage did not succeed: " + "; ".join(lines))
     return lines
 

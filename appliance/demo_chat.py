@@ -129,34 +129,35 @@ def portal_account(settings: Settings, patient_id: uuid.UUID, email: str) -> str
     return password
 
 
-def answer_on_portal(settings: Settings, email: str, password: str, question: str) -> list[str]:
+def answer_on_portal(
+    settings: Settings, llm: str, email: str, password: str, question: str
+) -> list[str]:
     """The patient signs in to the portal and asks; the web process streams the answer from
-    `appliance llm` (its own process); the cited minute is fetched as the portal plays it."""
-    started = time.monotonic()
-    with llm_service(settings) as llm:
-        loaded = time.monotonic() - started
-        llm_settings = settings.llm.model_copy(update={"port": int(llm.rsplit(":", 1)[1])})
-        web_settings = settings.model_copy(update={"llm": llm_settings})
-        with web_server(web_settings) as base, httpx.Client(base_url=base, timeout=300) as web:
-            signed = web.post("/api/v1/auth/login", json={"email": email, "password": password})
-            signed.raise_for_status()
-            asked = time.monotonic()
-            events = _stream(web, signed.json()["csrf_token"], question)
-            took = time.monotonic() - asked
-            final = events[-1][1]
-            if events[-1][0] != "answer":
-                raise RuntimeError(f"the portal's answer failed: {final.get('detail')}")
-            clip = b""
-            for c in final["citations"][:1]:
-                query = {"start": f"{c['start']:.2f}", "end": f"{c['end']:.2f}"}
-                played = web.get(f"/portal/listen/{c['session_id']}", params=query)
-                played.raise_for_status()
-                clip = played.content
-            model = httpx.get(f"{llm}/health", timeout=5).json().get("model_id", "the model")
+    `appliance llm` (its own process, at `llm`); the cited minute is fetched as the portal
+    plays it."""
+    from appliance.demo_report import with_llm
+
+    with (
+        web_server(with_llm(settings, llm)) as base,
+        httpx.Client(base_url=base, timeout=300) as web,
+    ):
+        signed = web.post("/api/v1/auth/login", json={"email": email, "password": password})
+        signed.raise_for_status()
+        asked = time.monotonic()
+        events = _stream(web, signed.json()["csrf_token"], question)
+        took = time.monotonic() - asked
+        final = events[-1][1]
+        if events[-1][0] != "answer":
+            raise RuntimeError(f"the portal's answer failed: {final.get('detail')}")
+        clip = b""
+        for c in final["citations"][:1]:
+            query = {"start": f"{c['start']:.2f}", "end": f"{c['end']:.2f}"}
+            played = web.get(f"/portal/listen/{c['session_id']}", params=query)
+            played.raise_for_status()
+            clip = played.content
     deltas = sum(1 for kind, _ in events if kind == "delta")
     lines = [
-        f"{model} loaded in {loaded:.1f} s (its own process); the portal streamed {deltas} "
-        f"verified piece(s) and the answer in {took:.1f} s:",
+        f"the portal streamed {deltas} verified piece(s) and the answer in {took:.1f} s:",
         f"  {final['answer']}" + (f"  (refused: {final['reason']})" if final["refused"] else ""),
     ]
     for n, c in enumerate(final["citations"], start=1):

@@ -203,6 +203,13 @@ class ChatSettings(_Section):
     history_turns: int = Field(default=4, ge=0, le=50)
 
 
+class ReportsSettings(_Section):
+    # The clinic's note format for drafted reports: soap, dap, birp or a free summary.
+    note_format: Literal["soap", "dap", "birp", "summary"] = "soap"
+    # Tokens the model may write per transcript window (map) and for the summary (reduce).
+    max_tokens: int = Field(default=400, ge=32, le=8192)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -233,6 +240,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LlmSettings = LlmSettings()
     chat: ChatSettings = ChatSettings()
+    reports: ReportsSettings = ReportsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)

@@ -20,8 +20,10 @@ from appliance.pipeline.speech import (
     Word,
 )
 from appliance.pipeline.speech_stages import AttributeStage, DiarizeStage, TranscribeStage
+from appliance.reports.stages import ReportStage
 from appliance.retrieval.lexical import tokens
 from appliance.retrieval.stages import ChunkStage, EmbedStage
+from tests.chat_fakes import FakeChatModel
 
 # (speaker, start, end, text) over a 2-second recording; the last line is a known Whisper
 # hallucination that no voice covers.
@@ -138,6 +140,10 @@ class FakeSpeech:
         default_factory=lambda: {"all-minilm-l6-v2": FakeEmbedder()}
     )
 
+    # The report stage's model: replies nothing, so drafts hold only what the appliance's own
+    # detectors find (tests that care about drafting give it a script).
+    reporter: Any = field(default_factory=lambda: FakeChatModel(reply=""))
+
     def say(self, script: tuple[Line, ...]) -> None:
         """What the next recordings contain."""
         self.transcriber.script = self.diarizer.script = script
@@ -150,6 +156,7 @@ class FakeSpeech:
             AttributeStage(lambda _: self.encoder),
             ChunkStage(),
             EmbedStage(self.embedder),
+            ReportStage(lambda _: self.reporter),
         ]
         return {stage.name: stage for stage in stages}
 

@@ -152,7 +152,8 @@ def test_the_demo_runs_end_to_end_to_a_cited_answer_on_the_portal_and_runs_again
     assert "/health/ready -> ready" in first.stdout
     assert "enrolled from" in first.stdout
     assert "s, " in first.stdout.split("Taking a recorded session in")[1]  # its duration
-    assert "jobs queued: probe, transcribe, diarize, attribute, chunk, embed" in first.stdout
+    queued = "jobs queued: probe, transcribe, diarize, attribute, chunk, embed, report"
+    assert queued in first.stdout
     for stage in ("probe", "transcribe", "diarize", "attribute", "chunk", "embed"):
         assert f"{stage}: succeeded after 1 attempt(s)" in first.stdout
     assert "LUFS integrated" in first.stdout
@@ -165,9 +166,13 @@ def test_the_demo_runs_end_to_end_to_a_cited_answer_on_the_portal_and_runs_again
     best = found.splitlines()[1].strip()
     assert best.startswith("1. session of ")
     assert "walk" in best or "breathing" in best  # the homework, with its minute
-    answered = first.stdout.split("8. The patient signs in to the portal")[1]
-    answered = answered.split("9. Exporting")[0]
-    assert "qwen2.5-0.5b-instruct-q4@sha256:" in answered
+    reported = first.stdout.split("7. `appliance llm` starts")[1].split("8. The patient asks")[0]
+    assert "drafted by qwen2.5-0.5b-instruct-q4@sha256:" in reported
+    assert "homework: " in reported  # the walks and the breathing, linked to their minute
+    assert "Suicidal ideation: not assessed." in reported  # never "denies"
+    assert "approved version 1 and released the session" in reported
+    answered = first.stdout.split("9. The patient signs in to the portal")[1]
+    answered = answered.split("10. Exporting")[0]
     assert "(refused" not in answered
     assert "[1] session of " in answered  # every sentence of the answer is cited
     assert "KB of WAV" in answered  # the cited minute, played as the portal plays it

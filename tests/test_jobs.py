@@ -401,6 +401,7 @@ def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_resum
         "attribute": ("cancelled", reason),
         "chunk": ("cancelled", reason),
         "embed": ("cancelled", reason),
+        "report": ("cancelled", reason),
     }
     assert speech.transcriber.heard == []
 
@@ -416,6 +417,7 @@ def test_a_stage_without_consent_is_cancelled_with_the_stages_after_it_and_resum
     assert run_all(database, settings, store, speech.pipeline()) == 4
     states = {s: (j.state, j.last_error) for s, j in job_rows(session, added.recording_id).items()}
     assert set(states.pop("embed")) == {"cancelled", "consent for patient_chat is not given"}
+    assert set(states.pop("report")) == {"cancelled", "consent for ai_analysis is not given"}
     assert set(states.values()) == {("succeeded", None)}
     # A retry by hand puts a cancelled stage back too (and consent is checked again).
     jobs.retry(session, CLINIC_IT, job_rows(session, added.recording_id)["embed"].id)

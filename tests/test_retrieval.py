@@ -208,7 +208,7 @@ def test_approved_homework_facts_come_before_passages_for_homework_questions(
     session.commit()
     result = clinic.ask(bob, "What homework did I get?")
     assert result.hits[0].kind == "fact"
-    assert result.hits[0].text == "Walk three mornings a week"
+    assert result.hits[0].text == "Walk three mornings a week."
     assert result.hits[0].session_id == practice["walks"].id
     assert [h.kind for h in result.hits[1:]] == ["passage"] * (len(result.hits) - 1)
     assert all(hit.text != "An unapproved draft" for hit in result.hits)

@@ -239,7 +239,7 @@ def test_relabelling_a_speaker_changes_its_role_and_reruns_only_later_stages(
         headers={"X-CSRF-Token": csrf},
     )
     assert response.status_code == 201, response.text
-    assert response.json() == {"requeued": ["chunk", "embed"]}
+    assert response.json() == {"requeued": ["chunk", "embed", "report"]}
     session.expire_all()
     states = {
         job.stage: (job.state, job.attempts) for job in jobs.for_recording(session, recording_id)

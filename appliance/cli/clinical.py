@@ -175,6 +175,7 @@ def ingest_command(
     """Ingest a recording for a session: the same path as the upload endpoint."""
     from appliance.jobs.runner import wait_for_recording
     from appliance.jobs.tasks import JobQueue
+    from appliance.pipeline.stages import BACKGROUND
 
     settings = settings_for(data_dir)
     require_initialised(settings)
@@ -211,11 +212,13 @@ def ingest_command(
         {"id": str(j.id), "stage": j.stage, "state": j.state, "last_error": j.last_error}
         for j in finished
     ]
-    # Stages cancelled for want of consent are the patient's choice, not a failure.
+    # Stages cancelled for want of consent are the patient's choice, not a failure; the
+    # report is background work a worker finishes once `appliance llm` runs.
     failed = [
         j
         for j in finished
         if j.state != JobState.succeeded.value
+        and j.stage not in BACKGROUND
         and not (j.state == JobState.cancelled.value and "consent" in (j.last_error or ""))
     ]
     lines = [f"  {j.stage}: {j.state} {j.last_error or ''}".rstrip() for j in finished]

@@ -211,3 +211,25 @@ def bench_chat(
 
     result = chat_bench.report(settings_for(data_dir), runs, concurrent, max_tokens)
     emit(result, as_json, chat_bench.render(result))
+
+
+@bench.command("report")
+@click.option(
+    "--minutes",
+    type=click.IntRange(1, 240),
+    default=60,
+    show_default=True,
+    help="Length of the scripted session to draft (about 150 words a minute).",
+)
+@click.option("--runs", type=click.IntRange(1, 20), default=1, show_default=True)
+@data_dir_option
+@json_option
+@one_line_errors
+def bench_report(minutes: int, runs: int, data_dir: Path | None, as_json: bool) -> None:
+    """Time to draft the report of a --minutes session (map windows and reduce) through
+    `appliance llm`, beside the same map prompts sent straight to llama-cpp-python in this
+    process (same GGUF, n_ctx, threads): medians of --runs, windows, tokens/s."""
+    from appliance.reports import bench as report_bench
+
+    result = report_bench.report(settings_for(data_dir), minutes, runs)
+    emit(result, as_json, report_bench.render(result))

@@ -1,6 +1,7 @@
 """`appliance search` (retrieval only, for debugging what the patient chat would find),
-`appliance eval retrieval` (recall and MRR on a labelled set) and `appliance eval chat` (the
-patient chat's answers to labelled questions over the same sessions)."""
+`appliance eval retrieval` (recall and MRR on a labelled set), `appliance eval chat` (the
+patient chat's answers to labelled questions over the same sessions) and `appliance eval
+reports` (the report drafter's homework and risk on scripted sessions)."""
 
 from __future__ import annotations
 
@@ -123,4 +124,24 @@ def eval_chat(chat_set: Path | None, data_dir: Path | None, as_json: bool) -> No
     from appliance.cli import settings_for
 
     result = evaluate(settings_for(data_dir), chat_set or default_chat_set())
+    emit(result, as_json, render(result))
+
+
+@eval_group.command("reports")
+@click.argument(
+    "report_set",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=False,
+)
+@data_dir_option
+@json_option
+@one_line_errors
+def eval_reports(report_set: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Homework recall/precision, risk-flag recall/precision, not-assessed correctness,
+    assumed-normal phrases and seconds per report of the AI report drafter on a report set
+    (default: the bundled one), with the configured LLM through `appliance llm`."""
+    from appliance.cli import settings_for
+    from appliance.reports.evaluate import evaluate, render
+
+    result = evaluate(settings_for(data_dir), report_set)
     emit(result, as_json, render(result))

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -160,13 +160,18 @@ def drain(
     stages: dict[str, Stage],
     *,
     recording_id: uuid.UUID | None = None,
+    skip: Collection[str] = (),
 ) -> int:
     """Run runnable jobs until none is left; returns how many ran."""
     ran = 0
     while True:
         with database.session() as session:
             lease = jobs.claim(
-                session, worker, settings.jobs.lease_seconds, recording_id=recording_id
+                session,
+                worker,
+                settings.jobs.lease_seconds,
+                recording_id=recording_id,
+                skip=skip,
             )
         if lease is None:
             return ran
@@ -177,20 +182,24 @@ def drain(
 def wait_for_recording(
     settings: Settings, database: Database, recording_id: uuid.UUID, poll_seconds: float = 0.5
 ) -> list[Job]:
-    """Until every stage of the recording has finished or can go no further. A live worker
-    service does the work; when there is none, this process runs the stages itself."""
-    from appliance.pipeline.stages import pipeline
+    """Until every stage of the recording but the background ones (the report) has finished
+    or can go no further. A live worker service does the work; when there is none, this
+    process runs the stages itself. Returns every job, background ones included."""
+    from appliance.pipeline.stages import BACKGROUND, pipeline
 
     store, stages, name = keystore_for(settings), pipeline(), worker_name()
     alive_within = 3 * settings.jobs.sweep_seconds
     while True:
         with database.session() as session:
-            current = jobs.for_recording(session, recording_id)
+            every = jobs.for_recording(session, recording_id)
+            current = [job for job in every if job.stage not in BACKGROUND]
             alive = workers.live_workers(session, alive_within)
             if not jobs.unfinished(current):
-                return current
+                return every
             if not alive:
                 jobs.sweep(session)
-        if not alive and drain(database, settings, store, name, stages, recording_id=recording_id):
+        if not alive and drain(
+            database, settings, store, name, stages, recording_id=recording_id, skip=BACKGROUND
+        ):
             continue
         time.sleep(poll_seconds)

@@ -9,7 +9,7 @@ that lost its lease (it stalled, the sweep handed the job on) can no longer writ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -98,10 +98,12 @@ def claim(
     lease_seconds: int,
     *,
     recording_id: uuid.UUID | None = None,
+    skip: Collection[str] = (),
     now: datetime | None = None,
 ) -> Lease | None:
     """Lease the next runnable job, or None. Runnable: waiting, past its backoff, the stage it
-    runs after has succeeded, and its consent granted right now (else it is cancelled here)."""
+    runs after has succeeded, and its consent granted right now (else it is cancelled here).
+    `skip`: stages this caller does not run (`ingest --wait` leaves the report to workers)."""
     while True:
         moment = now or now_utc()
         before = aliased(Job)
@@ -123,6 +125,8 @@ def claim(
         )
         if recording_id is not None:
             query = query.where(Job.recording_id == recording_id)
+        if skip:
+            query = query.where(col(Job.stage).not_in(list(skip)))
         job = session.exec(query).first()
         if job is None:
             session.rollback()

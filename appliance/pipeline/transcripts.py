@@ -135,6 +135,17 @@ def recording_segments(
     return _part(session, patient_cipher(store, recording.patient_id), part)[2]
 
 
+def session_segments(session: Session, store: KeyStore, row: TherapySession) -> list[SegmentPublic]:
+    """The segments of every recording of the session transcribed so far, on one timeline:
+    what a report is drafted from. Like `recording_segments`, no consent check or audit."""
+    cipher = patient_cipher(store, row.patient_id)
+    segments: list[SegmentPublic] = []
+    for part in _parts(session, row):
+        if latest(session, Attribution, part.recording.id) is not None:
+            segments.extend(_part(session, cipher, part)[2])
+    return segments
+
+
 def _part(
     session: Session, cipher: PatientCipher, part: _Part
 ) -> tuple[Transcript, list[SpeakerPublic], list[SegmentPublic]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
@@ -28,6 +29,7 @@ from appliance.clinic.models import Role
 from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.errors import DomainError, TooManyRequests
+from appliance.messages import inbox
 from appliance.pipeline.exports import minute_clock
 from appliance.portal import service
 from appliance.web.pages import (
@@ -204,6 +206,7 @@ class PortalPages(PageController):
         )
         homework = service.homework(db_session, store, principal.actor(), patient_id)
         may_ask = consent.is_granted(db_session, patient_id, Purpose.patient_chat)
+        messages = inbox.inbox(db_session, store, principal.actor(), patient_id)
         db_session.commit()
         return page(
             request,
@@ -214,6 +217,8 @@ class PortalPages(PageController):
             history=history,
             homework=homework,
             may_ask=may_ask,
+            inbox=messages,
+            zone=ZoneInfo(state.settings.clinic.timezone),
             error=error,
             long_date=long_date,
             clock=minute_clock,

@@ -47,6 +47,15 @@ class Fact:
     start: float
     end: float
 
+    @property
+    def sentence(self) -> str:
+        """The fact as one sentence, how often and when included, so an answer that says
+        "every morning" can be checked against it."""
+        text = self.text.strip().rstrip(".")
+        extra = [self.frequency, f"due {self.due}" if self.due else None]
+        parts = [text, *(p for p in extra if p and p.lower() not in text.lower())]
+        return ", ".join(parts) + "."
+
 
 def kinds_asked(question: str) -> list[FactKind]:
     """The kinds of fact a question is about (none for most questions)."""

@@ -26,6 +26,7 @@ from appliance.jobs import service as jobs
 from appliance.jobs.models import Job, JobState
 from appliance.pipeline import documents
 from appliance.recordings.models import Recording
+from appliance.reports.withheld import apply_withheld
 from appliance.retrieval.chunking import Chunk
 from appliance.retrieval.models import (
     ChunkEmbedding,
@@ -83,6 +84,8 @@ def replace_chunks(
                 body_enc=seal_body(cipher, chunk_id, piece),
             )
         )
+    session.flush()
+    apply_withheld(session, recording.session_id)  # passages a therapist withheld stay hidden
     return len(chunks)
 
 

@@ -180,8 +180,8 @@ def search(
             fact.start,
             fact.end,
             1.0,
-            fact.text,
-            fact.text,
+            fact.sentence,
+            fact.sentence,
         )
         for fact in facts.approved_for(
             session, store, patient_id, scope, facts.kinds_asked(question)
