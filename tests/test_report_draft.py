@@ -615,3 +615,29 @@ def test_the_demo_gguf_drafts_a_report_whose_homework_is_found_and_linked(tmp_pa
     assert all(src in {line.source for line in SLEEP} for s in statements for src in s.sources)
     assert [f.status for f in report.risk_assessment()] == [RiskStatus.not_assessed] * 4
     assert "denies" not in report_text(report).lower()
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        (  # the demo's dialogue, as faster-whisper heard it
+            "Let us keep the walks and add five minutes of slow breathing before bed.",
+            [("Keep the walks", None), ("Add five minutes of slow breathing", "before bed")],
+        ),
+        (
+            "I'd like you to walk every morning and write one good thing each evening.",
+            [("Walk", "every morning"), ("Write one good thing", "each evening")],
+        ),
+        (
+            "Keep the diary every morning, and bring it next Tuesday.",
+            [("Keep the diary", "every morning")],
+        ),
+        ("Let's try it now together.", []),
+        ("Let us talk about your mother.", []),
+    ],
+)
+def test_a_sentence_asking_for_two_tasks_gives_two_homework_items_and_carrying_on_counts(
+    said: str, expected: list[tuple[str, str | None]]
+) -> None:
+    found = homework.detect([Line(0.0, 5.0, "therapist", said)])
+    assert [(task.what, task.how_often) for _, task in found] == expected

@@ -38,7 +38,8 @@ OFTEN = re.compile(
     r"(?:this|a|per|next) week\b|"
     r"\bon (?:one|two|three|four|five|six|\d+) (?:days|evenings|mornings|nights)\b|"
     r"\b(?:daily|nightly|weekly)\b|\bwhenever [^,.;:]+|\bevery time [^,.;:]+|"
-    r"\b(?:morning and evening|mornings and evenings)\b",
+    r"\b(?:morning and evening|mornings and evenings)\b|"
+    r"\bbefore (?:bed|bedtime|you go to (?:bed|sleep))\b|\bat bedtime\b",
     re.IGNORECASE,
 )
 DUE = re.compile(
@@ -87,7 +88,9 @@ _REQUEST_TAIL = re.compile(
     r"for homework,?|as homework,?|"
     r"please|try to|"
     r"(?:can|could|would|will) you(?: please)?(?: try to)?|you (?:could|can|should|might)|"
-    r"i suggest(?: that)?(?: you)?|lets have you|i(?:d| would) (?:ask|encourage) you to)\s+",
+    r"i suggest(?: that)?(?: you)?|lets have you|i(?:d| would) (?:ask|encourage) you to|"
+    # "Let's keep the walks": carrying on between sessions ("let's try it" is in the room).
+    r"(?:lets|let us) (?:also )?(?=(?:keep|continue|carry on|stick|add)\b))\s*",
     re.IGNORECASE,
 )
 _LEAD = re.compile(
@@ -96,6 +99,10 @@ _LEAD = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|:\s+(?=[A-Z])")
+# "Let's keep the walks": carrying an earlier task on needs no new time cue.
+_CARRY_ON = re.compile(r"^(?:lets|let us) (?:also )?(?:keep|continue|carry on|stick with)\b", re.I)
+# "... and add five minutes of breathing before bed": a second task in the same sentence.
+_AND_TASK = re.compile(rf",?\s+and (?=(?:also )?{_TASK_VERB}\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ def request_kind(sentence: str) -> str | None:
     text = _plain(sentence)
     if NOT_HOMEWORK.search(text):
         return None
-    if STRONG_REQUEST.search(text):
+    if STRONG_REQUEST.search(text) or _CARRY_ON.match(text):
         return "strong"
     rest, asked = _strip_request(text)
     if asked or _IMPERATIVE.match(_opened(rest)):
@@ -224,6 +231,22 @@ def assignment(sentence: str) -> Assignment | None:
     return Assignment(what[:1].upper() + what[1:], often, _due(due))
 
 
+def _tasks(sentence: str) -> list[str]:
+    """A sentence asking for two things, one request each, both keeping the request's lead:
+    "Let's keep the walks and add breathing before bed" -> "Let's keep the walks", "Let's
+    add breathing before bed"."""
+    text = _plain(sentence)
+    found = _REQUEST_TAIL.match(text)
+    lead = text[: found.end()] if found else ""
+    parts = [p for p in _AND_TASK.split(text[len(lead) :]) if p.strip()]
+    if len(parts) < 2:
+        return [sentence]
+    split = [lead + part for part in parts]
+    # Only when each part is a task of its own ("keep the diary, and bring it next Tuesday"
+    # is one task with its date).
+    return split if all(assignment(part) for part in split) else [sentence]
+
+
 def detect(lines: Sequence[Line]) -> list[tuple[int, Assignment]]:
     """Every assignment in utterances not the patient's (the therapist's, or a speaker whose
     role diarization could not tell), with the utterance's index. A sentence
@@ -234,7 +257,7 @@ def detect(lines: Sequence[Line]) -> list[tuple[int, Assignment]]:
         if line.speaker == PATIENT:
             continue
         carried: str | None = None
-        for sentence in _sentences(line.text):
+        for sentence in (t for s in _sentences(line.text) for t in _tasks(s)):
             task = assignment(sentence)
             if task is None:
                 if request_kind(sentence) is not None:
