@@ -632,6 +632,11 @@ def test_the_demo_gguf_drafts_a_report_whose_homework_is_found_and_linked(tmp_pa
             "Keep the diary every morning, and bring it next Tuesday.",
             [("Keep the diary", "every morning")],
         ),
+        (
+            "Before our next session, I'd like you to pack a small bag with your documents, "
+            "and leave it at Ana's place.",
+            [("Pack a small bag with your documents", None)],
+        ),
         ("Let's try it now together.", []),
         ("Let us talk about your mother.", []),
     ],

@@ -102,6 +102,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|:\s+(?=[A-Z])")
 # "Let's keep the walks": carrying an earlier task on needs no new time cue.
 _CARRY_ON = re.compile(r"^(?:lets|let us) (?:also )?(?:keep|continue|carry on|stick with)\b", re.I)
 # "... and add five minutes of breathing before bed": a second task in the same sentence.
+_BACK_REFERENCE = re.compile(r"^(?:also )?\w+(?: \w+)? (?:it|them|that|this|those|me|us)\b", re.I)
 _AND_TASK = re.compile(rf",?\s+and (?=(?:also )?{_TASK_VERB}\b)", re.IGNORECASE)
 
 
@@ -241,9 +242,11 @@ def _tasks(sentence: str) -> list[str]:
     parts = [p for p in _AND_TASK.split(text[len(lead) :]) if p.strip()]
     if len(parts) < 2:
         return [sentence]
+    # Only when each part is a task of its own: "pack a bag, and leave it at Ana's" and
+    # "think about who to ask, and tell me" are one task.
+    if any(IN_SESSION_VERB.match(p) or _BACK_REFERENCE.match(p) for p in parts[1:]):
+        return [sentence]
     split = [lead + part for part in parts]
-    # Only when each part is a task of its own ("keep the diary, and bring it next Tuesday"
-    # is one task with its date).
     return split if all(assignment(part) for part in split) else [sentence]
 
 
