@@ -111,10 +111,10 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
         for line in release_and_search(settings, session_id, DEMO_THERAPIST, DEMO_QUESTION):
             say(f"   {line}")
 
-        say("9. The patient signs in to the portal and asks the same question. The web process")
-        say("   streams from `appliance llm`, puts the approved homework first, keeps only the")
-        say("   sentences the sources support and cites each (session date, minute, speaker);")
-        say("   the cited minute is decrypted for this patient only ...")
+        say("9. The patient signs in to the portal and asks the same question. Approved homework")
+        say("   answers it word for word (other questions stream from `appliance llm`, keeping")
+        say("   only the sentences the passages support); each is cited with session date and")
+        say("   minute, and the cited minute is decrypted for this patient only ...")
         password = portal_account(settings, patient_ids[0], DEMO_PORTAL)
         for line in answer_on_portal(settings, llm, DEMO_PORTAL, password, DEMO_QUESTION):
             say(f"   {line}")

@@ -379,3 +379,50 @@ def test_the_report_stage_drafts_from_the_transcript_and_flags_the_disclosure_it
     assert version.report.finding(RiskCategory.abuse_neglect).status == RiskStatus.not_assessed
     assert version.model_id == "fake-chat"
     assert speech.reporter.calls  # the model was asked, window by window
+
+
+def test_after_approval_the_patient_asking_about_homework_gets_the_approved_items_word_for_word(
+    session: Session,
+    settings: Settings,
+    store: KeyStore,
+    database: Database,
+    bob: PatientPublic,
+    alice: UserPublic,
+) -> None:
+    from appliance.chat import service as chat
+    from tests.chat_fakes import FakeChatModel
+    from tests.retrieval_fixtures import TODAY
+
+    speech = FakeSpeech()
+    clinic = Clinic(session, settings, store, database, speech)
+    clinic.consent(bob, Purpose.recording, Purpose.transcription, Purpose.ai_analysis)
+    clinic.consent(bob, Purpose.patient_chat)
+    row = clinic.recorded(
+        bob,
+        alice,
+        date(2026, 11, 17),
+        scripted(
+            ("SPEAKER_01", "For homework, please keep the worry log every evening."),
+            ("SPEAKER_00", "The worry log helped a little last time."),
+            ("SPEAKER_00", "I will try to keep it next to my bed."),
+        ),
+        release=False,
+    )
+    [version] = service.versions(session, store, therapist(alice), row)
+    assert [h.what for h in version.report.homework] == ["Keep the worry log"]
+    service.approve(session, store, therapist(alice), row, 1, service.Approval(release=True))
+    session.commit()
+    model = FakeChatModel(reply="You were asked to run a marathon.")
+    context = chat.ChatContext(
+        session,
+        store,
+        settings,
+        Actor(role="patient", user_id=None),
+        model,
+        {"today": TODAY, "embedder": speech.embedder},
+    )
+    answered = chat.answer(context, bob.id, "What homework did I get?")
+    assert (answered.refused, answered.answer) == (False, "Keep the worry log, every evening.")
+    [citation] = answered.citations
+    assert (citation.session_id, citation.speaker) == (row.id, None)
+    assert model.calls == []  # the approved item, not the model's words

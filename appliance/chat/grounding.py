@@ -345,3 +345,11 @@ def extractive_answer(
     picked = picked[:limit]
     chosen = sorted(picked, key=lambda x: (x.hit.session_date, x.hit.start, x.order))
     return Grounded(tuple(GroundedSentence(line.excerpt, line.citation()) for line in chosen), ())
+
+
+def quoted_fact(hit: Hit) -> GroundedSentence:
+    """An approved fact (a homework item) as an answer sentence, word for word, citing itself."""
+    citation = Citation(
+        hit.id, hit.session_id, hit.session_date, hit.start, hit.end, None, hit.text
+    )
+    return GroundedSentence(hit.text, citation)

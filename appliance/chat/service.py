@@ -129,12 +129,17 @@ def respond(
         yield _refusal(context, conversation, question, grounding.NOT_FOUND, "not_found", [])
         return
 
-    kept: list[grounding.GroundedSentence] = []
-    messages = build_messages(question, hits, history)
-    subject = _without(found.time_filter.phrase, question)  # what is asked, not when
-    for sentence in _verified(context.model, messages, hits, subject):
-        kept.append(sentence)
+    # Homework the therapist approved answers a homework question word for word: a checked,
+    # structured item beats anything the model would make of the passages.
+    kept = [grounding.quoted_fact(hit) for hit in hits if hit.kind == "fact"]
+    for sentence in kept:
         yield Delta(sentence.text + " ")
+    subject = _without(found.time_filter.phrase, question)  # what is asked, not when
+    if not kept:
+        messages = build_messages(question, hits, history)
+        for sentence in _verified(context.model, messages, hits, subject):
+            kept.append(sentence)
+            yield Delta(sentence.text + " ")
     if not kept:  # the model's words failed the check: quote the passages themselves
         quoted = grounding.extractive_answer(
             subject,
@@ -162,6 +167,11 @@ def respond(
         citations=citations,
         conversation_id=conversation.id,
     )
+
+
+def _asked_model(hits: Sequence[Hit]) -> bool:
+    """Whether the answer went through the model: not when approved facts answered it."""
+    return bool(hits) and not any(hit.kind == "fact" for hit in hits)
 
 
 def _verified(
@@ -390,7 +400,7 @@ def _audit(
                 "question_sha256": hashlib.sha256(question.encode()).hexdigest(),
                 "retrieved": [str(hit.id) for hit in hits],
                 "cited": sorted({str(s.citation.passage_id) for s in kept}),
-                "model": context.model.model_id if hits else None,
+                "model": context.model.model_id if _asked_model(hits) else None,
                 "reason": reason,
                 "conversation_id": str(conversation_id) if conversation_id else None,
             },
