@@ -126,8 +126,8 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say("To try the portal yourself: run `appliance llm` and `appliance web` with")
     say(f"   --data-dir {settings.data_dir}, open http://127.0.0.1:{settings.web.port}/portal and")
     say(f"   sign in as {DEMO_PORTAL} with the password {password}")
-    say("A recorded session went in; the patient's question got a cited answer from the local")
-    say("model, and nothing left this machine.")
+    say("A recorded session went in; the local model drafted its report, the therapist approved")
+    say("it, the patient's question got a cited answer, and nothing left this machine.")
 
 
 def _ensure_demo_people(settings: Settings) -> list[uuid.UUID]:

@@ -177,7 +177,7 @@ def test_the_demo_runs_end_to_end_to_a_cited_answer_on_the_portal_and_runs_again
     assert "[1] session of " in answered  # every sentence of the answer is cited
     assert "KB of WAV" in answered  # the cited minute, played as the portal plays it
     assert "sign in as robin@demo.clinic.invalid with the password " in first.stdout
-    assert "got a cited answer from the local" in first.stdout
+    assert "the patient's question got a cited answer" in first.stdout
     again = run_cli("demo", "--data-dir", str(data_dir))
     assert again.returncode == 0, again.stderr
     assert "already ingested earlier" in again.stdout
