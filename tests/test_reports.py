@@ -339,19 +339,21 @@ def test_erasing_the_patient_removes_reports_and_flags(
     assert flags.for_session(session, store, row.id) == []
 
 
+@pytest.fixture
+def clinic(
+    session: Session, settings: Settings, store: KeyStore, database: Database, bob: PatientPublic
+) -> Clinic:
+    """alice's practice with fake speech; bob consents to recording, transcription and AI
+    analysis. The fake speech's report model replies nothing, so what a draft holds is what
+    the appliance's own detectors found."""
+    practice = Clinic(session, settings, store, database, FakeSpeech())
+    practice.consent(bob, Purpose.recording, Purpose.transcription, Purpose.ai_analysis)
+    return practice
+
+
 def test_the_report_stage_drafts_from_the_transcript_and_flags_the_disclosure_itself(
-    session: Session,
-    settings: Settings,
-    store: KeyStore,
-    database: Database,
-    bob: PatientPublic,
-    alice: UserPublic,
+    session: Session, store: KeyStore, clinic: Clinic, bob: PatientPublic, alice: UserPublic
 ) -> None:
-    # The fake speech's report model replies nothing: the appliance's detectors must carry it.
-    # (Roles come from talk time here: the patient, SPEAKER_00, talks most.)
-    speech = FakeSpeech()
-    clinic = Clinic(session, settings, store, database, speech)
-    clinic.consent(bob, Purpose.recording, Purpose.transcription, Purpose.ai_analysis)
     row = clinic.recorded(
         bob,
         alice,
@@ -366,10 +368,6 @@ def test_the_report_stage_drafts_from_the_transcript_and_flags_the_disclosure_it
     [job] = session.exec(select(Job).where(Job.stage == "report")).all()
     assert job.state == "succeeded"
     [version] = service.versions(session, store, therapist(alice), row)
-    from appliance.pipeline.transcripts import session_segments
-    from appliance.reports.stages import lines_of
-
-    print(lines_of(session_segments(session, store, row)))
     finding = version.report.finding(RiskCategory.suicidal_ideation)
     assert finding.status == RiskStatus.flagged
     [source] = finding.sources
@@ -378,14 +376,14 @@ def test_the_report_stage_drafts_from_the_transcript_and_flags_the_disclosure_it
     assert (flag.status, flag.evidence) == (FlagStatus.open, (source,))
     assert version.report.finding(RiskCategory.abuse_neglect).status == RiskStatus.not_assessed
     assert version.model_id == "fake-chat"
-    assert speech.reporter.calls  # the model was asked, window by window
+    assert clinic.speech.reporter.calls  # the model was asked, window by window
 
 
 def test_after_approval_the_patient_asking_about_homework_gets_the_approved_items_word_for_word(
     session: Session,
     settings: Settings,
     store: KeyStore,
-    database: Database,
+    clinic: Clinic,
     bob: PatientPublic,
     alice: UserPublic,
 ) -> None:
@@ -393,9 +391,6 @@ def test_after_approval_the_patient_asking_about_homework_gets_the_approved_item
     from tests.chat_fakes import FakeChatModel
     from tests.retrieval_fixtures import TODAY
 
-    speech = FakeSpeech()
-    clinic = Clinic(session, settings, store, database, speech)
-    clinic.consent(bob, Purpose.recording, Purpose.transcription, Purpose.ai_analysis)
     clinic.consent(bob, Purpose.patient_chat)
     row = clinic.recorded(
         bob,
@@ -419,7 +414,7 @@ def test_after_approval_the_patient_asking_about_homework_gets_the_approved_item
         settings,
         Actor(role="patient", user_id=None),
         model,
-        {"today": TODAY, "embedder": speech.embedder},
+        {"today": TODAY, "embedder": clinic.speech.embedder},
     )
     answered = chat.answer(context, bob.id, "What homework did I get?")
     assert (answered.refused, answered.answer) == (False, "Keep the worry log, every evening.")
