@@ -646,3 +646,15 @@ def test_a_sentence_asking_for_two_tasks_gives_two_homework_items_and_carrying_o
 ) -> None:
     found = homework.detect([Line(0.0, 5.0, "therapist", said)])
     assert [(task.what, task.how_often) for _, task in found] == expected
+
+
+def test_a_first_person_disclosure_is_flagged_even_when_diarization_gave_it_to_the_therapist() -> (
+    None
+):
+    lines = transcript(
+        ("patient", "How have the evenings been?"),
+        ("therapist", "Honestly, some nights I think about killing myself."),
+    )
+    found = {f.category: f for f in risk.assess(lines)}
+    assert found[RiskCategory.suicidal_ideation].status == RiskStatus.flagged
+    assert found[RiskCategory.suicidal_ideation].sources[0].speaker == "therapist"

@@ -102,6 +102,12 @@ DISCLOSURES: dict[RiskCategory, Patterns] = {
 }
 DISCLOSURES[RiskCategory.suicidal_ideation] += SUICIDAL_EXTRA
 
+_FIRST_PERSON = re.compile(r"\b(?:i|im|ive|id|me|my|myself)\b")
+_SWAPPED_ROLE_CHECK = {
+    category: DISCLOSURES[category]
+    for category in (RiskCategory.suicidal_ideation, RiskCategory.self_harm)
+}
+
 # A therapist asking about the topic. Only questions count (a "?" or a question's opening):
 # psychoeducation that names a topic is not an assessment.
 SCREENING: dict[RiskCategory, re.Pattern[str]] = {
@@ -264,9 +270,14 @@ def assess(
                 screened[category].update(i for i in (index, answer) if i is not None)
             if asked:
                 continue
+        # A line attributed to the therapist is checked for first-person suicidal or
+        # self-harm words only: if roles were swapped, a disclosure must not go unflagged.
+        categories = DISCLOSURES
         if line.speaker == THERAPIST:
-            continue
-        for category, patterns in DISCLOSURES.items():
+            if not _FIRST_PERSON.search(plain(line.text)):
+                continue
+            categories = _SWAPPED_ROLE_CHECK
+        for category, patterns in categories.items():
             outcome = matches(line.text, patterns)
             if outcome == "raised":
                 flagged[category].add(index)
