@@ -149,10 +149,7 @@ def edit_report(
 ) -> Version:
     """A new version from the therapist's edit of `data.based_on` (committed)."""
     row = report_session(db, principal, session_id, "report.edit")
-    found = service.versions(db, store, principal.actor(), row)
-    base = next((v for v in found if v.version == data.based_on), None)
-    if base is None:
-        raise NotFound(f"this session's report has no version {data.based_on}")
+    base = service.live_version(db, store, row, data.based_on)
     new = service.edit(
         db, store, principal.actor(), row, base.version, edited(base.report, data), data.note_format
     )

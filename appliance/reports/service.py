@@ -224,7 +224,7 @@ def edit(
 ) -> Version:
     """The therapist's edit of version `based_on`, as a new draft version (caller commits)."""
     _require_therapist(session, actor, row, "report.edit")
-    base = _live_version(session, store, row, based_on)
+    base = live_version(session, store, row, based_on)
     new = _add_version(
         session,
         store,
@@ -263,7 +263,7 @@ def approve(
     """Approve `version` (the current draft): its homework and plan become the session's
     facts; passages may be withheld and the session released (caller commits)."""
     _require_therapist(session, actor, row, "report.approve")
-    chosen = _live_version(session, store, row, version)
+    chosen = live_version(session, store, row, version)
     if chosen.status != ReportStatus.draft:
         raise Conflict(f"version {version} is already {chosen.status.value}")
     undecided = flags.open_count(session, row.id)
@@ -365,7 +365,9 @@ def _span(sources: Sequence[Source]) -> tuple[float, float]:
     return min(s.start for s in sources), max(s.end for s in sources)
 
 
-def _live_version(session: Session, store: KeyStore, row: TherapySession, version: int) -> Version:
+def live_version(session: Session, store: KeyStore, row: TherapySession, version: int) -> Version:
+    """One version that is not superseded (404 if there is none by that number, 409 if it
+    was replaced). The caller has authorised the session."""
     found = session.exec(
         select(SessionReport).where(
             SessionReport.session_id == row.id, SessionReport.version == version
