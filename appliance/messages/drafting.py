@@ -21,6 +21,8 @@ from datetime import date
 from appliance.chat.llm import ChatMessage, ChatModel, GenerationOptions
 from appliance.errors import DomainError
 from appliance.messages.models import MessageSource
+from appliance.pipeline.exports import long_date
+from appliance.reports.prompt import Profile
 
 OPEN, CLOSE = "<<<", ">>>"
 INTRO_MAX = 700  # characters of the model's wording kept
@@ -44,16 +46,6 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
 @dataclass(frozen=True)
-class Style:
-    """The therapist's writing profile (`reports.models.TherapistProfile`), or none."""
-
-    approach: str = ""
-    tone: str = ""
-    preferred_terms: str = ""
-    example_notes: str = ""
-
-
-@dataclass(frozen=True)
 class Item:
     """One approved homework item, as the therapist approved it."""
 
@@ -70,11 +62,6 @@ class Drafted:
     model_id: str | None
     prompt_hash: str | None
     fallback: str | None  # why the template was used: no_consent, model_failed, empty_reply
-
-
-def long_date(day: date) -> str:
-    """ "14 November 2026": unambiguous in every locale."""
-    return f"{day.day} {day:%B %Y}"
 
 
 def subject_for(session_date: date) -> str:
@@ -96,7 +83,7 @@ def describe(item: Item) -> str:
 
 
 def build_messages(
-    items: Sequence[Item], style: Style | None, therapist_name: str, session_date: date
+    items: Sequence[Item], style: Profile | None, therapist_name: str, session_date: date
 ) -> list[ChatMessage]:
     """The system instructions, then the style and the homework as fenced data."""
     parts = [f"Therapist: {_fenced(therapist_name)}", f"Session: {long_date(session_date)}"]
@@ -163,7 +150,7 @@ def ask(model: ChatModel, messages: Sequence[ChatMessage]) -> str:
 def draft(
     model: ChatModel | None,
     items: Sequence[Item],
-    style: Style | None,
+    style: Profile | None,
     therapist_name: str,
     session_date: date,
 ) -> Drafted:

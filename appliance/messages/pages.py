@@ -31,7 +31,8 @@ from appliance.errors import Invalid, describe_validation_error
 from appliance.messages import inbox, service
 from appliance.messages.models import MessageState
 from appliance.messages.schemas import BODY_MAX, SUBJECT_MAX, MessageCreate, MessageUpdate
-from appliance.portal.pages import PortalPages, long_date, provide_patient
+from appliance.pipeline.exports import long_date
+from appliance.portal.pages import PortalPages, provide_patient
 from appliance.web.pages import PageController, page, see_other
 
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)

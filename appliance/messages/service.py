@@ -54,7 +54,7 @@ from appliance.messages.records import (
 )
 from appliance.messages.schemas import MessageCreate, MessagePublic, MessageUpdate
 from appliance.recordings.models import TherapySession
-from appliance.reports.models import TherapistProfile
+from appliance.reports import profiles
 from appliance.retrieval import facts
 from appliance.retrieval.models import FactKind
 
@@ -160,14 +160,7 @@ def draft_reminder(
         drafting.Item(f.text, f.frequency, f.due) for f in sorted(found, key=lambda f: f.start)
     ]
     therapist = session.get(User, principal.user_id)
-    profile = session.get(TherapistProfile, principal.user_id)
-    style = (
-        drafting.Style(
-            profile.approach, profile.tone, profile.preferred_terms, profile.example_notes
-        )
-        if profile is not None
-        else None
-    )
+    style = profiles.writing_profile(session, principal.user_id)
     allowed = consent.is_granted(session, patient_id, Purpose.ai_analysis)
     drafted = drafting.draft(
         model if allowed else None,

@@ -7,6 +7,7 @@ exports needs to see that something was said there, and that the words may be wr
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 from appliance.pipeline.schemas import SegmentPublic, TranscriptPublic
 
@@ -33,6 +34,11 @@ def _clock(seconds: float, separator: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def long_date(day: date) -> str:
+    """ "12 November 2026": unambiguous in every locale (no 11/12 vs 12/11)."""
+    return f"{day.day} {day:%B %Y}"
 
 
 def minute_clock(seconds: float) -> str:

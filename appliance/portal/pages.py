@@ -9,7 +9,6 @@ to the signed-in account, never an id from the request.
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +29,7 @@ from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.errors import DomainError, TooManyRequests
 from appliance.messages import inbox
-from appliance.pipeline.exports import minute_clock
+from appliance.pipeline.exports import long_date, minute_clock
 from appliance.portal import service
 from appliance.web.pages import (
     PAGE_EXCEPTION_HANDLERS,
@@ -49,11 +48,6 @@ class AskForm(SQLModel):
     csrf_token: str = Field(default="", max_length=128)
     question: str = Field(default="", max_length=2000)
     conversation_id: str = Field(default="", max_length=64)
-
-
-def long_date(day: date) -> str:
-    """ "12 November 2026": unambiguous in every locale (no 11/12 vs 12/11)."""
-    return f"{day.day} {day:%B %Y}"
 
 
 def listen_href(session_id: uuid.UUID, start: float, end: float) -> str:

@@ -16,6 +16,7 @@ from appliance.audit.service import Actor, AuditEntry, record
 from appliance.errors import Invalid
 from appliance.jobs.service import now_utc
 from appliance.reports.models import TherapistProfile
+from appliance.reports.prompt import Profile
 from appliance.reports.schemas import ProfilePublic, ProfileUpdate
 
 FIELDS = ("approach", "tone", "preferred_terms", "example_notes")
@@ -69,3 +70,12 @@ def update(session: Session, actor: Actor, data: ProfileUpdate) -> ProfilePublic
         ),
     )
     return _public(row)
+
+
+def writing_profile(session: Session, user_id: uuid.UUID) -> Profile | None:
+    """The therapist's profile as the drafting prompts (reports, messages) take it; None when
+    they have not written one."""
+    row = session.get(TherapistProfile, user_id)
+    if row is None:
+        return None
+    return Profile(row.approach, row.tone, row.preferred_terms, row.example_notes)

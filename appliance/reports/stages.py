@@ -21,9 +21,8 @@ from appliance.jobs.runner import PermanentError, StageContext
 from appliance.pipeline.schemas import SegmentPublic
 from appliance.pipeline.transcripts import session_segments
 from appliance.recordings.models import TherapySession
-from appliance.reports import service
+from appliance.reports import profiles, service
 from appliance.reports.document import Line, NoteFormat
-from appliance.reports.models import TherapistProfile
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
@@ -61,20 +60,14 @@ class ReportStage:
         self.model = model or service_model
 
     def run(self, context: StageContext) -> Drafted:
-        from appliance.reports.draft import Profile, draft_report
+        from appliance.reports.draft import draft_report
 
         def inputs(session: Session) -> _Inputs:
             row = session.get(TherapySession, context.recording.session_id)
             if row is None:
                 raise NotFound("no such session")
             lines = lines_of(session_segments(session, context.store, row))
-            kept = session.get(TherapistProfile, row.therapist_id)
-            profile = (
-                Profile(kept.approach, kept.tone, kept.preferred_terms, kept.example_notes)
-                if kept is not None
-                else None
-            )
-            return _Inputs(lines, profile)
+            return _Inputs(lines, profiles.writing_profile(session, row.therapist_id))
 
         found: _Inputs = context.read(inputs)
         if not found.lines:
