@@ -29,6 +29,9 @@ from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
 from appliance.messages.controllers import MessageController
 from appliance.messages.pages import MessagePages, PortalMessagePages
+from appliance.observability.controllers import MetricsController, RequestMetricsMiddleware
+from appliance.observability.metrics import AppMetrics
+from appliance.observability.pages import ErrorPages
 from appliance.pipeline.controllers import TranscriptController, VoiceController
 from appliance.pipeline.pages import TranscriptPages, VoicePages
 from appliance.portal.pages import PortalPages
@@ -55,9 +58,11 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             app.state.server_secret = read_secret_file(settings.secret_key_path)
             yield
 
+    metrics = AppMetrics(settings)  # this app's own registry, never the global one
     return Litestar(
         route_handlers=[
             HealthController,
+            MetricsController,
             AuthController,
             PatientController,
             ConsentController,
@@ -83,11 +88,12 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             PortalPages,
             MessagePages,
             PortalMessagePages,
+            ErrorPages,
             static_files(),
         ],
         template_config=template_config(),
         dependencies={"db_session": Provide(_db_session, sync_to_thread=False)},  # no I/O
-        middleware=[RequestContextMiddleware()],
+        middleware=[RequestContextMiddleware(), RequestMetricsMiddleware(metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State(
@@ -96,6 +102,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
                 "database": database,
                 "keystore": keystore_for(settings),
                 "queue": JobQueue(settings),
+                "metrics": metrics,
             }
         ),
         openapi_config=OpenAPIConfig(

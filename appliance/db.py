@@ -119,10 +119,23 @@ def alembic_config(engine: Engine | None = None) -> Any:
     return config
 
 
-def upgrade_to_head(engine: Engine) -> None:
-    from alembic import command
+class MigrationError(ValueError):
+    """The database cannot be brought to this release's schema; the message is one line."""
 
-    command.upgrade(alembic_config(engine), "head")
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Migrate to this code's newest revision. A database at a revision this code does not
+    know (made by a newer release) is refused in one line rather than with alembic's trace."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except CommandError as exc:
+        raise MigrationError(
+            f"cannot migrate the database: {str(exc).splitlines()[0]} "
+            "(was it migrated by a newer release?)"
+        ) from None
 
 
 @functools.cache

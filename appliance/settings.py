@@ -74,6 +74,18 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     cookie_secure: bool = False
+    # HTTPS served by the web process itself (the certificate from the playbook's local CA),
+    # so no proxy sits between the phones on the LAN and the appliance. Both or neither.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    _none_if_empty = field_validator("tls_cert_file", "tls_key_file", mode="before")(_empty_to_none)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("web.tls_cert_file and web.tls_key_file go together")
+        return self
 
 
 class SecuritySettings(_Section):
@@ -212,6 +224,36 @@ class ReportsSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object a line (journald keeps the fields); text: for a developer's terminal.
+    format: Literal["json", "text"] = "json"
+
+
+class BackupSettings(_Section):
+    # Where `appliance backup` writes its archives. Empty: <data_dir>/backups.
+    dir: Path | None = None
+    # Archives kept; older ones are deleted after each successful backup.
+    keep: int = Field(default=14, ge=1, le=10000)
+
+    _none_if_empty = field_validator("dir", mode="before")(_empty_to_none)
+
+
+class MetricsSettings(_Section):
+    # GET /metrics (Prometheus text format): served to loopback and to `allow` only, else 404.
+    enabled: bool = True
+    # Networks (CIDR) besides loopback that may scrape, e.g. ["192.168.10.5/32"].
+    allow: tuple[str, ...] = ()
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from ipaddress import ip_network
+
+        for entry in value:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network (CIDR)") from None
+        return value
 
 
 class Settings(BaseSettings):
@@ -242,6 +284,8 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     reports: ReportsSettings = ReportsSettings()
     logging: LoggingSettings = LoggingSettings()
+    backup: BackupSettings = BackupSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     _none_if_empty = field_validator("models_dir", mode="before")(_empty_to_none)
 
@@ -298,6 +342,18 @@ class Settings(BaseSettings):
     def queue_path(self) -> Path:
         """Huey's SQLite file: it only wakes workers; the jobs table is the truth."""
         return self.data_dir / "queue.sqlite3"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where backup archives go (`[backup] dir`, default <data_dir>/backups)."""
+        configured = self.backup.dir
+        return configured.expanduser().absolute() if configured else self.data_dir / "backups"
+
+    @property
+    def erasure_journal_path(self) -> Path:
+        """Append-only list of erased patient ids, outside the database and every backup, so
+        that a restore can erase them again (see appliance/backup/journal.py)."""
+        return self.data_dir / "erasures.jsonl"
 
     @property
     def marker_path(self) -> Path:

@@ -9,6 +9,7 @@ from psycopg import sql
 from sqlalchemy import text
 
 from appliance.db import (
+    MigrationError,
     current_revision,
     head_revision,
     make_engine,
@@ -66,3 +67,17 @@ def test_upgrade_is_idempotent_and_downgrade_reverses_it(empty_database: Any) ->
     assert set(tables) <= {"alembic_version"}
     upgrade_to_head(empty_database)
     assert current_revision(empty_database) == head_revision()
+
+
+def test_a_database_migrated_by_a_newer_release_is_refused_in_one_line(
+    empty_database: Any,
+) -> None:
+    upgrade_to_head(empty_database)
+    with empty_database.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeedbeef'"))
+    with pytest.raises(MigrationError) as refused:
+        upgrade_to_head(empty_database)
+    message = str(refused.value)
+    assert "f00dfeedbeef" in message
+    assert "newer release" in message
+    assert "\n" not in message

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,7 @@ from appliance.chat.schemas import ChatRequest, ChatResponse, VoiceQuestionPubli
 from appliance.clinic import access
 from appliance.clinic.models import Patient, Role
 from appliance.errors import DomainError, NotFound
+from appliance.observability.controllers import first_token
 
 logger = logging.getLogger("appliance.chat")
 
@@ -98,10 +100,13 @@ class ChatController(Controller):
         `POST /api/v1/chat`. A failure after the stream began is an `error` event and no
         `answer`: a half answer never passes for a whole one. Refusals of the request itself
         (429, 403, 422) are plain HTTP errors, before any event."""
+        started = time.perf_counter()
         patient_id = own_patient_id(db_session, principal)
         context = chat_context(db_session, state, principal)
         events = service.respond(context, patient_id, data.question, data.conversation_id)
         first = next(events)  # the checks run here, so they fail as plain HTTP errors
+        if isinstance(first, service.Delta):  # words of an answer, not a refusal
+            first_token(state, started)
         return ServerSentEvent(_messages(first, events), headers={"Cache-Control": "no-store"})
 
     @post("/voice", status_code=200, request_max_body_size=voice.MAX_BYTES + voice.FORM_OVERHEAD)

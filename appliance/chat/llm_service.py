@@ -51,6 +51,9 @@ from appliance.chat.llm import (
     gguf_file,
 )
 from appliance.modelfiles.manifest import ModelError
+from appliance.observability.controllers import MetricsController
+from appliance.observability.loads import record_model_load
+from appliance.observability.metrics import AppMetrics
 from appliance.settings import Settings, SettingsError
 from appliance.web.context import RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS, problem_response
@@ -267,7 +270,7 @@ class LlmService:
             logger.error("model load failed", extra={"error": type(exc).__name__})
             return
         self.status = "ok"
-        logger.info("model loaded", extra={"seconds": round(time.monotonic() - started, 2)})
+        record_model_load(self.settings.llm.model, time.monotonic() - started)  # logs it too
 
     def backend_or_raise(self) -> ChatModel:
         if self.backend is None:
@@ -356,11 +359,18 @@ def create_llm_app(settings: Settings, backend: ChatModel | None = None) -> Lite
             close()
 
     return Litestar(
-        route_handlers=[health, chat_stream],
+        route_handlers=[health, chat_stream, MetricsController],
         middleware=[RequestContextMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"llm": service, "settings": settings}),
+        state=State(
+            {
+                "llm": service,
+                "settings": settings,
+                "metrics": AppMetrics(settings),  # /metrics: its model load time, GPU memory
+                "database": None,
+            }
+        ),
         openapi_config=None,
         request_max_body_size=MAX_BODY_BYTES,
         # Logging is configured once per process by `serve` (JSON, PHI-safe); Litestar's
@@ -380,8 +390,10 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     import uvicorn
 
     from appliance.logs import configure_logging
+    from appliance.observability.loads import share_loads
 
-    configure_logging(settings.logging.level)
+    configure_logging(settings.logging.level, fmt=settings.logging.format)
+    share_loads(settings)  # the chat model's load time, for the web process's /metrics
     uvicorn.run(
         create_llm_app(settings),
         host=host,

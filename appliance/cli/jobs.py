@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,20 +23,76 @@ from appliance.jobs.models import Job, JobState
 from appliance.jobs.schemas import JobPublic
 
 
+def _stage_names(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """`transcribe,diarize` -> frozenset of pipeline stage names; unknown names are refused, so
+    a typo in a unit file stops the service at once instead of starving a stage."""
+    if value is None:
+        return None
+    from appliance.pipeline.stages import pipeline
+
+    known = list(pipeline())
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        what = f"unknown stage {', '.join(unknown)}" if unknown else "name at least one stage"
+        raise click.BadParameter(f"{what} (stages: {', '.join(known)})")
+    return frozenset(names)
+
+
+def stages_to_run(
+    only: frozenset[str] | None, skip: frozenset[str] | None
+) -> frozenset[str] | None:
+    """The stages a worker leases, from its --only or --skip (None: every stage, and a job of
+    a stage this version does not know is leased and marked dead)."""
+    from appliance.pipeline.stages import pipeline
+
+    if only is not None and skip is not None:
+        raise click.UsageError("give --only or --skip, not both")
+    if skip is None:
+        return only
+    runs = frozenset(pipeline()) - skip
+    if not runs:
+        raise click.UsageError("--skip leaves no stage to run")
+    return runs
+
+
 @main.command()
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="Default from config.")
+@click.option(
+    "--only",
+    metavar="STAGES",
+    callback=_stage_names,
+    help="Run only these stages (comma-separated), e.g. the GPU worker's speech stages.",
+)
+@click.option(
+    "--skip",
+    metavar="STAGES",
+    callback=_stage_names,
+    help="Run every stage but these (comma-separated), e.g. the CPU worker.",
+)
 @data_dir_option
 @one_line_errors
-def worker(threads: int | None, data_dir: Path | None) -> None:
-    """Run pipeline jobs until stopped (SIGTERM or Ctrl-C)."""
+def worker(
+    threads: int | None,
+    only: frozenset[str] | None,
+    skip: frozenset[str] | None,
+    data_dir: Path | None,
+) -> None:
+    """Run pipeline jobs until stopped (SIGTERM or Ctrl-C).
+
+    With --only or --skip the worker leases jobs of those stages only, so a GPU worker and a
+    CPU worker can share the queue (see systemd/README.md)."""
     from appliance.instance import require_initialised
     from appliance.jobs.tasks import run_worker
     from appliance.logs import configure_logging
+    from appliance.observability.loads import share_loads
 
+    runs = stages_to_run(only, skip)
     settings = settings_for(data_dir)
     require_initialised(settings)
-    configure_logging(settings.logging.level)
-    run_worker(settings, threads)
+    configure_logging(settings.logging.level, fmt=settings.logging.format)
+    share_loads(settings)  # model load times, for the web process's /metrics
+    run_worker(settings, threads, runs)
 
 
 @main.group("jobs")

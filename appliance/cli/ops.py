@@ -9,12 +9,19 @@ import click
 from appliance.cli import data_dir_option, emit, json_option, main, one_line_errors, settings_for
 from appliance.db import open_database
 from appliance.doctor import (
+    EGRESS_TARGETS,
     Check,
+    check_backups,
+    check_configured_models,
     check_database,
+    check_database_role,
     check_disk,
+    check_egress,
     check_gpu,
+    check_gpu_for_workers,
     check_keys,
     check_models,
+    check_services,
 )
 from appliance.modelfiles.install import install_models
 from appliance.modelfiles.manifest import models_for_profile
@@ -23,20 +30,57 @@ from appliance.pgserver import DatabaseUnavailable
 PROFILES = ("demo", "clinic")
 
 
+def _egress_targets(values: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """HOST:PORT (IPv6 as [::1]:443); none given: the public defaults."""
+    targets = []
+    for value in values:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.ClickException(f"--egress-target {value!r} is not HOST:PORT")
+        targets.append((host.strip("[]"), int(port)))
+    return tuple(targets) or EGRESS_TARGETS
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="Check model sizes only; skip re-hashing them.")
+@click.option(
+    "--production",
+    is_flag=True,
+    help="Also check services, GPU for the workers, the database role, blocked egress and "
+    "backup age; models are the configured ones.",
+)
+@click.option(
+    "--egress-target",
+    "egress_targets",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Where --production tries to connect, expecting failure (default 1.1.1.1:443 and "
+    "9.9.9.9:443). Repeatable.",
+)
 @data_dir_option
 @json_option
 @one_line_errors
-def doctor(quick: bool, data_dir: Path | None, as_json: bool) -> None:
-    """Check database, migrations, models (sha256), keys, free disk and GPU."""
+def doctor(
+    quick: bool,
+    production: bool,
+    egress_targets: tuple[str, ...],
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Check database, migrations, models (sha256), keys, free disk and GPU; with
+    --production, what a clinic's server needs besides."""
     settings = settings_for(data_dir)
+    targets = _egress_targets(egress_targets)
     checks: list[Check] = []
+    if production:
+        checks += check_services()
     if settings.marker_path.is_file():
         checks.append(Check("data dir", "ok", str(settings.data_dir)))
         try:
             with open_database(settings) as database:
                 checks += check_database(database)
+                if production:
+                    checks.append(check_database_role(database))
         except DatabaseUnavailable as exc:
             checks.append(Check("database", "fail", str(exc)))
         checks += check_keys(settings)
@@ -44,8 +88,14 @@ def doctor(quick: bool, data_dir: Path | None, as_json: bool) -> None:
         checks.append(
             Check("data dir", "fail", f"{settings.data_dir} is not initialised; run appliance init")
         )
-    checks += check_models(settings, full=not quick)
+    if production:
+        checks += check_configured_models(settings, full=not quick)
+    else:
+        checks += check_models(settings, full=not quick)
     checks += [check_disk(settings.data_dir), check_gpu()]
+    if production:
+        checks += [check_gpu_for_workers(settings), check_egress(targets)]
+        checks.append(check_backups(settings))
     failed = [c for c in checks if c.status == "fail"]
     emit(
         {"ok": not failed, "checks": [c.as_dict() for c in checks]},
@@ -70,8 +120,9 @@ def models_install(profile: str, data_dir: Path | None, as_json: bool) -> None:
     """Copy or assemble the profile's model files into models/ and verify their sha256."""
     if profile == "clinic":
         raise click.ClickException(
-            "the clinic profile installs from an offline bundle, which this version cannot "
-            "build yet (deployment issue); install the demo profile or copy the weights by hand"
+            "the clinic's models are not on PyPI: build an offline bundle with "
+            "`appliance bundle build --profile gpu --models-from DIR` and install it with the "
+            "playbook (ansible/), which verifies and copies them"
         )
     settings = settings_for(data_dir)
     target = settings.resolved_models_dir
@@ -103,10 +154,12 @@ def web(host: str | None, port: int | None, data_dir: Path | None) -> None:
     from appliance.app import create_app
     from appliance.instance import require_initialised
     from appliance.logs import configure_logging
+    from appliance.observability.loads import share_loads
 
     settings = settings_for(data_dir)
     require_initialised(settings)
-    configure_logging(settings.logging.level)
+    configure_logging(settings.logging.level, fmt=settings.logging.format)
+    share_loads(settings)  # model load times, for /metrics
     uvicorn.run(
         create_app(settings),
         host=host or settings.web.host,
@@ -114,6 +167,8 @@ def web(host: str | None, port: int | None, data_dir: Path | None) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        ssl_certfile=settings.web.tls_cert_file,
+        ssl_keyfile=settings.web.tls_key_file,
     )
 
 

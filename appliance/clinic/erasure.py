@@ -2,6 +2,8 @@
 
 The data key goes first. From that moment nothing of the patient's can be decrypted, from this
 database or any dump or backup of it; if a later step fails, re-running the erasure finishes it.
+Before even that, the patient's id goes into the erasure journal (outside the database and the
+backups), so that `appliance restore` erases them again from an older backup.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from sqlmodel import Session
 
 from appliance.audit.service import Actor, AuditEntry, record
+from appliance.backup.journal import append_erasure, journal_path
 from appliance.clinic.models import Patient, Role, User
 from appliance.crypto.keystore import KeyStore
 from appliance.errors import NotFound
@@ -28,10 +31,19 @@ class Erasure:
 
 
 def erase_patient(
-    session: Session, store: KeyStore, actor: Actor, files_root: Path, patient_id: uuid.UUID
+    session: Session,
+    store: KeyStore,
+    actor: Actor,
+    files_root: Path,
+    patient_id: uuid.UUID,
+    *,
+    journal: bool = True,
 ) -> Erasure:
-    """Destroy the patient's data key, delete their rows (caller commits) and their files."""
+    """Destroy the patient's data key, delete their rows (caller commits) and their files.
+    `journal=False` only for the replay after a restore: those ids are in the journal already."""
     patient = session.get(Patient, patient_id)
+    if patient is not None and journal:  # write-ahead; files_root is <data_dir>/files
+        append_erasure(journal_path(files_root.parent), patient_id)
     key_destroyed = store.destroy(patient_id)
     if patient is None and not key_destroyed:
         raise NotFound("no such patient")

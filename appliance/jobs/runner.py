@@ -28,6 +28,7 @@ from appliance.jobs import faults, workers
 from appliance.jobs import service as jobs
 from appliance.jobs.models import Job
 from appliance.jobs.service import ConsentWithdrawn, Lease, LeaseLost
+from appliance.observability.errors import record_job_error
 from appliance.recordings.models import Recording
 from appliance.settings import Settings
 
@@ -127,6 +128,8 @@ def run_leased(
         return "cancelled"
     except Exception as exc:
         own = isinstance(exc, DomainError)  # our messages carry no PHI; others might
+        if not own:  # a bug or an outage, not a refusal: the console's Errors page shows it
+            record_job_error(settings, lease.stage, exc)
         error = f"{type(exc).__name__}: {exc}" if own else type(exc).__name__
         with database.session() as session:
             state = _quietly(
@@ -161,10 +164,13 @@ def drain(
     *,
     recording_id: uuid.UUID | None = None,
     skip: Collection[str] = (),
+    only: Collection[str] | None = None,
+    stopping: threading.Event | None = None,
 ) -> int:
-    """Run runnable jobs until none is left; returns how many ran."""
+    """Run runnable jobs until none is left (or `stopping` is set: a stopping worker must not
+    lease another job); returns how many ran. `only`: the stages this worker runs."""
     ran = 0
-    while True:
+    while stopping is None or not stopping.is_set():
         with database.session() as session:
             lease = jobs.claim(
                 session,
@@ -172,11 +178,13 @@ def drain(
                 settings.jobs.lease_seconds,
                 recording_id=recording_id,
                 skip=skip,
+                only=only,
             )
         if lease is None:
             return ran
         run_leased(database, settings, store, lease, stages)
         ran += 1
+    return ran
 
 
 def wait_for_recording(

@@ -99,11 +99,16 @@ def claim(
     *,
     recording_id: uuid.UUID | None = None,
     skip: Collection[str] = (),
+    only: Collection[str] | None = None,
     now: datetime | None = None,
 ) -> Lease | None:
     """Lease the next runnable job, or None. Runnable: waiting, past its backoff, the stage it
     runs after has succeeded, and its consent granted right now (else it is cancelled here).
-    `skip`: stages this caller does not run (`ingest --wait` leaves the report to workers)."""
+    `skip`: stages this caller does not run (`ingest --wait` leaves the report to workers).
+    `only`: the stages this caller runs, if not all (`appliance worker --only`); a job of any
+    other stage is neither leased nor, for want of consent, cancelled by this caller."""
+    if only is not None and not only:
+        return None
     while True:
         moment = now or now_utc()
         before = aliased(Job)
@@ -127,6 +132,8 @@ def claim(
             query = query.where(Job.recording_id == recording_id)
         if skip:
             query = query.where(col(Job.stage).not_in(list(skip)))
+        if only is not None:
+            query = query.where(col(Job.stage).in_(list(only)))
         job = session.exec(query).first()
         if job is None:
             session.rollback()

@@ -18,6 +18,9 @@ from appliance.settings import Settings
 
 logger = logging.getLogger("appliance.jobs")
 
+# How often a worker that runs only some stages looks for runnable jobs itself (seconds).
+HANDOFF_SECONDS = 2.0
+
 
 class JobQueue:
     """The wake-up channel between the web process, the CLI and the workers."""
@@ -48,21 +51,41 @@ class JobQueue:
             logger.warning("could not wake the workers", extra={"error": type(exc).__name__})
 
 
-def run_worker(settings: Settings, threads: int | None = None) -> None:
+def run_worker(
+    settings: Settings, threads: int | None = None, only: frozenset[str] | None = None
+) -> None:
     """`appliance worker`: the Huey consumer plus a housekeeping thread (heartbeat, lease
-    sweep, a periodic look for runnable jobs). SIGTERM stops it at once; a job it was running
-    is re-run by the next sweep after its lease expires."""
+    sweep) and a thread that looks for runnable jobs on its own.
+
+    `only`: the stages this worker runs (None: all). A wake-up goes to whichever worker reads
+    it first, so a worker that runs some stages cannot count on being woken for them: it
+    looks every `HANDOFF_SECONDS` (one indexed query), which bounds how long a recording
+    waits between the CPU and the GPU worker. Concurrent jobs stay at `threads`.
+
+    SIGTERM stops it at once: it leases nothing more and hands its running jobs back to the
+    queue (`workers.hand_back`), so another worker, or this one restarted, runs them without
+    waiting for the lease to expire."""
     from appliance.pipeline.stages import pipeline
 
     with open_database(settings) as database:
         store, stages, name = keystore_for(settings), pipeline(), runner.worker_name()
-        _follow_embedding_model(database, settings)
+        if only is None or "embed" in only:  # only a worker that embeds loads the embedder
+            _follow_embedding_model(database, settings)
+        slots = threading.BoundedSemaphore(threads or settings.jobs.worker_threads)
+        stop, stopping = threading.Event(), threading.Event()
 
-        def drain() -> None:
-            runner.drain(database, settings, store, name, stages)
+        def drain(wait: bool = True) -> None:
+            if not slots.acquire(blocking=wait):
+                return  # every slot is busy draining already
+            try:
+                runner.drain(database, settings, store, name, stages, only=only, stopping=stopping)
+            finally:
+                slots.release()
 
         queue = JobQueue(settings, drain)
-        stop = threading.Event()
+        look_every: float = settings.jobs.sweep_seconds
+        if only is not None:
+            look_every = min(look_every, HANDOFF_SECONDS)
 
         def housekeeping() -> None:
             while True:
@@ -72,31 +95,54 @@ def run_worker(settings: Settings, threads: int | None = None) -> None:
                         swept = jobs.sweep(session)
                     if swept:
                         logger.warning("re-queued jobs of lost workers", extra={"count": swept})
-                    queue.wake()
                 except Exception as exc:  # the database may be restarting; try again later
                     logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
                 if stop.wait(settings.jobs.sweep_seconds):
                     return
 
-        keeper = threading.Thread(target=housekeeping, name="housekeeping", daemon=True)
-        keeper.start()
+        def look() -> None:
+            while True:
+                try:
+                    drain(wait=False)
+                except Exception as exc:  # as above: look again later
+                    logger.warning("looking for jobs failed", extra={"error": type(exc).__name__})
+                if stop.wait(look_every):
+                    return
+
+        helpers = [
+            threading.Thread(target=housekeeping, name="housekeeping", daemon=True),
+            threading.Thread(target=look, name="look", daemon=True),
+        ]
+        for helper in helpers:
+            helper.start()
         consumer: Any = queue.huey.create_consumer(
             workers=threads or settings.jobs.worker_threads,
             worker_type="thread",
             periodic=False,
             max_delay=1.0,
         )
-        logger.info("worker started", extra={"worker": name})
+        stage_list = ",".join(sorted(only)) if only is not None else "all"
+        logger.info("worker started", extra={"worker": name, "stages": stage_list})
         try:
             consumer.run()
         finally:
+            stopping.set()
             stop.set()
-            keeper.join(timeout=5)
-            try:
-                with database.session() as session:
-                    workers.forget_worker(session, name)
-            except Exception as exc:
-                logger.warning("could not deregister", extra={"error": type(exc).__name__})
+            helpers[0].join(timeout=5)
+            _say_goodbye(database, name)
+
+
+def _say_goodbye(database: Database, name: str) -> None:
+    """Hand back the jobs still running here and remove the heartbeat row; a failure only
+    means the sweep hands the jobs on once their leases expire."""
+    try:
+        with database.session() as session:
+            handed = workers.hand_back(session, name)
+            workers.forget_worker(session, name)
+        if handed:
+            logger.warning("handed running jobs back to the queue", extra={"count": handed})
+    except Exception as exc:
+        logger.warning("could not deregister", extra={"error": type(exc).__name__})
 
 
 def _follow_embedding_model(database: Database, settings: Settings) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import DomainError
+from appliance.observability.loads import timed_model_load
 from appliance.pipeline.speech import SAMPLE_RATE, SpeakerTurn
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class PyannoteDiarizer:
         key = (str(self.folder.resolve()), self.device)
         with _pipelines_lock:
             if key not in _pipelines:
-                _pipelines[key] = _load(self.folder, self.device)
+                with timed_model_load(self.folder.name):
+                    _pipelines[key] = _load(self.folder, self.device)
             return _pipelines[key]
 
     def diarize(self, audio: Audio, progress: Progress | None = None) -> list[SpeakerTurn]:

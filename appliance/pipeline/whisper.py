@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import DomainError
+from appliance.observability.loads import timed_model_load
 from appliance.pipeline.guards import flag_segments
 from appliance.pipeline.speech import Segment, TranscriptInfo, Word
 from appliance.settings import TranscriptionSettings
@@ -74,13 +75,14 @@ class WhisperTranscriber:
             if key not in _models:
                 from faster_whisper import WhisperModel
 
-                _models[key] = WhisperModel(
-                    str(self.folder),
-                    device=self.device,
-                    compute_type=self.compute_type,
-                    cpu_threads=self.options.cpu_threads,
-                    local_files_only=True,
-                )
+                with timed_model_load(self.folder.name):
+                    _models[key] = WhisperModel(
+                        str(self.folder),
+                        device=self.device,
+                        compute_type=self.compute_type,
+                        cpu_threads=self.options.cpu_threads,
+                        local_files_only=True,
+                    )
             return _models[key]
 
     def call_options(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import DomainError
+from appliance.observability.loads import timed_model_load
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ class SentenceTransformerEmbedder:
             if key not in _models:
                 from sentence_transformers import SentenceTransformer
 
-                _models[key] = SentenceTransformer(
-                    str(self.folder), device=self.device, local_files_only=True
-                )
+                with timed_model_load(self.folder.name):
+                    _models[key] = SentenceTransformer(
+                        str(self.folder), device=self.device, local_files_only=True
+                    )
             return _models[key]
 
     @property

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from appliance.errors import DomainError, TooManyRequests
 from appliance.logs import request_id_var
+from appliance.observability.errors import record_request_error
 from appliance.pgserver import DatabaseUnavailable
 from appliance.web.context import REQUEST_ID_HEADER, access_log, new_request_id
 from appliance.web.security import SECURITY_HEADERS
@@ -91,6 +92,7 @@ def internal_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
     logger.error("unhandled error", exc_info=exc)
+    record_request_error(request, exc)  # for the console's Errors page (PHI-free)
     return problem_response(request, 500, "An internal error occurred; quote the request id.")
 
 

