@@ -47,7 +47,7 @@ def initialise(settings: Settings) -> InitReport:
     try:
         with open_database(settings, create=True, admin=True) as database:
             upgrade_to_head(database.engine)
-            _grant_app_role(settings, database.engine)
+            grant_app_role(settings, database.engine)
             kek = _ensure_keys(settings, database.engine)
             signing_key_id = ensure_signing_key(settings.audit_key_path)
             with database.session() as session:
@@ -110,7 +110,9 @@ def _prepare_data_dir(data_dir: Path, settings: Settings) -> bool:
     return True
 
 
-def _grant_app_role(settings: Settings, admin: Engine) -> None:
+def grant_app_role(settings: Settings, admin: Engine) -> None:
+    """Grant the role the appliance runs as its privileges on every table (new tables get
+    none until this runs): after migrations, and after a restore recreated the tables."""
     if settings.uses_embedded_database:
         role = settings.database.app_role
         ensure_login_role(admin, role)

@@ -145,10 +145,9 @@ def export_signed(
     return export_bundle(session, signing_key, out)
 
 
-def export_bundle(session: Session, signing_key: Ed25519PrivateKey, out: Path) -> dict[str, int]:
-    """Write entries, checkpoints and the public key to `out` (atomically, 0600)."""
-    import base64
-
+def chain_records(session: Session) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every entry (with its hash) and every signed checkpoint, in order, as a bundle holds
+    them: what an export writes and what a restored backup is verified from."""
     entries = [
         {**entry_record(event.model_dump()), "hash": event.hash}
         for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.id)))
@@ -164,6 +163,14 @@ def export_bundle(session: Session, signing_key: Ed25519PrivateKey, out: Path) -
         }
         for m in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id)))
     ]
+    return entries, marks
+
+
+def export_bundle(session: Session, signing_key: Ed25519PrivateKey, out: Path) -> dict[str, int]:
+    """Write entries, checkpoints and the public key to `out` (atomically, 0600)."""
+    import base64
+
+    entries, marks = chain_records(session)
     public = signing_key.public_key()
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     bundle = {

@@ -4,12 +4,11 @@ table, and the audit hash chain checked with the same code as `appliance audit v
 from __future__ import annotations
 
 import base64
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from appliance.audit.chain import Verdict, entry_record, key_id, verify_bundle
+from appliance.audit.chain import Verdict, key_id, verify_bundle
 
 
 def table_names(conn: Connection) -> list[str]:
@@ -65,27 +64,12 @@ def audit_public_keys(audit_key_path: Any) -> dict[str, str]:
 
 def verify_audit(engine: Engine, public_keys: dict[str, str]) -> Verdict:
     """Rebuild the export bundle from a (restored) database and verify it like an export."""
-    from sqlmodel import Session, col, select
+    from sqlmodel import Session
 
-    from appliance.audit.models import AuditCheckpoint, AuditEvent
-    from appliance.audit.service import BUNDLE_FORMAT
+    from appliance.audit.service import BUNDLE_FORMAT, chain_records
 
     with Session(engine) as session:
-        entries = [
-            {**entry_record(event.model_dump()), "hash": event.hash}
-            for event in session.exec(select(AuditEvent).order_by(col(AuditEvent.id)))
-        ]
-        marks = [
-            {
-                "id": m.id,
-                "event_id": m.event_id,
-                "event_hash": m.event_hash,
-                "created_at": m.created_at.astimezone(UTC).isoformat(),
-                "key_id": m.key_id,
-                "signature": m.signature,
-            }
-            for m in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id)))
-        ]
+        entries, marks = chain_records(session)
     return verify_bundle(
         {
             "format": BUNDLE_FORMAT,

@@ -37,13 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 
 from appliance.backup.archive import DUMP, check_members, read_manifest
 from appliance.backup.checks import count_differences, table_counts
 from appliance.backup.dbload import load_dump
 from appliance.backup.journal import read_erasures
 from appliance.backup.pgtools import BackupError, tools_for
+from appliance.instance import grant_app_role
 from appliance.settings import Settings
 
 MARKER = ".restore-in-progress"
@@ -108,7 +109,7 @@ def restore_archive(settings: Settings, archive: Path, *, yes: bool) -> RestoreR
         if differences:  # cannot happen with a verified dump; say so loudly if it does
             raise BackupError(f"restored row counts differ from the manifest: {differences[0]}")
         upgrade_to_head(database.engine)
-        _grant_app_role(settings, database.engine)
+        grant_app_role(settings, database.engine)
         _swap_files(settings.files_dir, staging, data_dir / PREVIOUS)
         replayed, already = _replay_erasures(settings, database.engine)
         revision = _revision(database.engine)
@@ -180,19 +181,6 @@ def _revision(engine: Engine) -> str | None:
     from appliance.db import current_revision
 
     return current_revision(engine)
-
-
-def _grant_app_role(settings: Settings, admin: Engine) -> None:
-    """The tables are new, so their grants are too (as `appliance init` gives them)."""
-    from appliance.dbroles import ensure_login_role, grant_app_privileges
-
-    if settings.uses_embedded_database:
-        role = settings.database.app_role
-        ensure_login_role(admin, role)
-    else:
-        role = make_url(settings.external_database_url() or "").username or ""
-    if role:
-        grant_app_privileges(admin, role)
 
 
 def _swap_files(files_dir: Path, staging: Path, previous: Path) -> None:
