@@ -236,3 +236,41 @@ def test_a_failed_migration_leaves_the_previous_release_live(installed: Installa
         "Renamed Clinic"
         in (installed.prefix / "opt/appliance/releases/0.0.0-next/appliance.toml").read_text()
     )
+
+
+def test_the_bundles_models_are_installed_private_and_traversable_and_a_rerun_changes_nothing(
+    playground: Playground, tmp_path: Path
+) -> None:
+    """The core bundle of the apply test has no models, so the models step runs here on its
+    own, with a model folder as a demo or gpu bundle carries it."""
+    bundle, models = tmp_path / "bundle", tmp_path / "root/var/lib/appliance/models"
+    (bundle / "models/whisper").mkdir(parents=True)
+    (bundle / "models/whisper/model.bin").write_bytes(b"weights")
+    (bundle / "models/whisper/config.json").write_text("{}")
+    playbook = tmp_path / "models.yml"
+    playbook.write_text(
+        "- name: The appliance role's models step\n  hosts: clinic\n  gather_facts: false\n"
+        f"  vars_files: ['{ANSIBLE_DIR}/group_vars/all.yml']\n"
+        "  tasks:\n    - name: Run it\n      ansible.builtin.include_role:\n"
+        "        name: appliance\n        tasks_from: models.yml\n"
+    )
+    variables = playground.variables | {
+        "appliance_prefix": str(tmp_path / "root"),
+        "appliance_bundle_dir": str(bundle),
+        "appliance_manifest": {"models": [{"name": "whisper"}]},
+    }
+    first = run_playbook(playground.inventory, variables, playground.home, playbook=playbook)
+    assert first.returncode == 0, first.output[-4000:]
+    second = run_playbook(playground.inventory, variables, playground.home, playbook=playbook)
+    assert second.recap.changed == 0, second.changed_tasks()
+    assert (models / "whisper/model.bin").read_bytes() == b"weights"
+    modes = {
+        path.relative_to(models).as_posix(): oct(path.stat().st_mode & 0o777)
+        for path in [models, *models.rglob("*")]
+    }
+    assert modes == {
+        ".": "0o750",
+        "whisper": "0o750",
+        "whisper/model.bin": "0o640",
+        "whisper/config.json": "0o640",
+    }
