@@ -389,11 +389,9 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     gguf_file(settings)  # a missing model is a one-line error now, not a failed load later
     import uvicorn
 
-    from appliance.logs import configure_logging
-    from appliance.observability.loads import share_loads
+    from appliance.observability.process import start_service_process
 
-    configure_logging(settings.logging.level, fmt=settings.logging.format)
-    share_loads(settings)  # the chat model's load time, for the web process's /metrics
+    start_service_process(settings)
     uvicorn.run(
         create_llm_app(settings),
         host=host,

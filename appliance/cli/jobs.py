@@ -84,14 +84,12 @@ def worker(
     CPU worker can share the queue (see systemd/README.md)."""
     from appliance.instance import require_initialised
     from appliance.jobs.tasks import run_worker
-    from appliance.logs import configure_logging
-    from appliance.observability.loads import share_loads
+    from appliance.observability.process import start_service_process
 
     runs = stages_to_run(only, skip)
     settings = settings_for(data_dir)
     require_initialised(settings)
-    configure_logging(settings.logging.level, fmt=settings.logging.format)
-    share_loads(settings)  # model load times, for the web process's /metrics
+    start_service_process(settings)
     run_worker(settings, threads, runs)
 
 

@@ -153,13 +153,11 @@ def web(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
     from appliance.app import create_app
     from appliance.instance import require_initialised
-    from appliance.logs import configure_logging
-    from appliance.observability.loads import share_loads
+    from appliance.observability.process import start_service_process
 
     settings = settings_for(data_dir)
     require_initialised(settings)
-    configure_logging(settings.logging.level, fmt=settings.logging.format)
-    share_loads(settings)  # model load times, for /metrics
+    start_service_process(settings)
     uvicorn.run(
         create_app(settings),
         host=host or settings.web.host,
