@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -25,6 +21,7 @@ from appliance.recordings.models import TherapySession
 from appliance.settings import Settings
 from tests.audio import make_audio
 from tests.conftest import add_recording, consented_session, run_cli
+from tests.worker_processes import Spawn, wait_until, worker_processes
 
 pytestmark = pytest.mark.slow
 
@@ -45,46 +42,10 @@ def bobs_session(session: Session, alice: UserPublic, bob: PatientPublic) -> The
     return consented_session(session, bob.id, alice.id)  # type: ignore[no-any-return]
 
 
-Spawn = Callable[..., subprocess.Popen[str]]
-
-
 @pytest.fixture
 def spawn_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
-    started: list[subprocess.Popen[str]] = []
-
-    def spawn(**extra: str) -> subprocess.Popen[str]:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-        full.update(env, **extra)
-        log = (tmp_path / f"worker-{len(started)}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "worker"],
-            env=full,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        process.log_path = Path(log.name)  # type: ignore[attr-defined]
-        started.append(process)
-        return process
-
-    yield spawn
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
+    with worker_processes(env, tmp_path) as spawn:
+        yield spawn
 
 
 def probe_job(session: Session) -> Job:

@@ -4,15 +4,11 @@ hands a recording over to the other, and hands its running job back when stopped
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import Session
@@ -32,6 +28,7 @@ from tests.audio import make_audio
 from tests.conftest import add_recording, consented_session
 from tests.speech_fakes import FakeSpeech
 from tests.test_systemd import exec_start_arguments, parse_with_the_real_cli
+from tests.worker_processes import Spawn, wait_until, worker_processes
 
 GPU_UNIT, CPU_UNIT = "appliance-worker-gpu.service", "appliance-worker-cpu.service"
 
@@ -132,51 +129,16 @@ def test_a_stopping_worker_hands_its_job_back_without_spending_an_attempt(
 
 # Real worker processes ---------------------------------------------------------------------
 
-Spawn = Callable[..., subprocess.Popen[str]]
-
 
 @pytest.fixture
 def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[Spawn]:
-    started: list[subprocess.Popen[str]] = []
-
-    def spawn(*arguments: str, **extra_env: str) -> subprocess.Popen[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
-        env.update(
-            APPLIANCE_DATA_DIR=str(settings.data_dir),
-            APPLIANCE_DATABASE__URL=settings.database.url or "",
-            APPLIANCE_JOBS__SWEEP_SECONDS="1",
-            **extra_env,
-        )
-        log = (tmp_path / f"worker-{len(started)}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "worker", *arguments],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        process.log_path = Path(log.name)  # type: ignore[attr-defined]
-        started.append(process)
-        return process
-
-    yield spawn
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s")
+    env = {
+        "APPLIANCE_DATA_DIR": str(settings.data_dir),
+        "APPLIANCE_DATABASE__URL": settings.database.url or "",
+        "APPLIANCE_JOBS__SWEEP_SECONDS": "1",
+    }
+    with worker_processes(env, tmp_path) as spawn:
+        yield spawn
 
 
 def stage_job(session: Session, recording_id: uuid.UUID, stage: str) -> Job:
