@@ -31,8 +31,10 @@ $(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[demo]'
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-dev: pyproject.toml tests/axe/package-lock.json | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[demo,dev]'
+	# axe-core for the browser suite's accessibility checks, exactly as locked.
+	npm ci --prefix tests/axe --no-audit --no-fund --silent
 	@touch $@ $(VENV)/.installed-demo
 
 models: install ## Copy the packaged demo weights into models/ and verify their sha256

@@ -34,7 +34,15 @@ OPEN_ALERTS_KEY = "appliance.open_alerts"  # in scope["state"]: the nav badge's 
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine)
+    return TemplateConfig(
+        directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_install_i18n
+    )
+
+
+def _install_i18n(engine: JinjaTemplateEngine) -> None:
+    """Every user-visible string in a template goes through `_()` / `{% trans %}`."""
+    engine.engine.add_extension("jinja2.ext.i18n")
+    engine.engine.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
 
 def static_files() -> Any:
