@@ -65,3 +65,19 @@ class RateLimitCounter(SQLModel, table=True):
     key: str = Field(sa_type=String(128), primary_key=True)
     window_start: datetime = Field(sa_type=DateTime(timezone=True), primary_key=True)
     count: int = 0
+
+
+class PortalInvitation(SQLModel, table=True):
+    """A one-time code that lets a patient set up their portal account. Only the code's
+    sha256 is stored; the code itself is shown once to the staff member who made it."""
+
+    __tablename__ = "portal_invitations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    patient_id: uuid.UUID = Field(foreign_key="patients.id", index=True, ondelete="CASCADE")
+    code_sha256: str = Field(sa_type=String(64), unique=True)
+    created_by: uuid.UUID = Field(foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, LargeBinary, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, LargeBinary, String, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +35,12 @@ class Clinic(SQLModel, table=True):
     name: str = Field(sa_type=String(200))
     timezone: str = Field(sa_type=String(64))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # What an administrator changed in the console (validated by clinic.preferences); a key
+    # that is absent falls back to the configuration file.
+    preferences: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    )
 
 
 class User(SQLModel, table=True):
@@ -57,6 +65,7 @@ class User(SQLModel, table=True):
     totp_enabled: bool = False
     totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     is_active: bool = True
+    locale: str | None = Field(default=None, sa_type=String(16))  # None: the browser's choice
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 

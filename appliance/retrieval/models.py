@@ -120,3 +120,14 @@ class SessionFact(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class HomeworkCheck(SQLModel, table=True):
+    """A homework item the patient ticked off in the portal (their own note: no consent
+    needed to keep it; erased with the patient)."""
+
+    __tablename__ = "homework_checks"
+
+    patient_id: uuid.UUID = Field(foreign_key="patients.id", primary_key=True, ondelete="CASCADE")
+    fact_id: uuid.UUID = Field(foreign_key="session_facts.id", primary_key=True, ondelete="CASCADE")
+    checked_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
