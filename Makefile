@@ -11,7 +11,11 @@ export PYANNOTE_METRICS_ENABLED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help demo install install-dev models init test check lint format typecheck pytest clean \
-	eval-retrieval eval-chat eval-reports bench-search bench-chat bench-report
+	eval-retrieval eval-chat eval-reports bench-search bench-chat bench-report translations
+
+# Interface translations: the catalog template and one .po per language (see README "Languages").
+LOCALES       := appliance/locales
+I18N_KEYWORDS := -k translate -k lazy_gettext -k lazy -k _l
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-15s %s\n", $$1, $$2}'
@@ -80,6 +84,14 @@ typecheck: install-dev
 format: install-dev ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix appliance tests migrations demo
 	$(BIN)/ruff format appliance tests migrations demo
+
+translations: install ## Extract the interface strings and merge them into each language's .po
+	$(BIN)/pybabel extract -F babel.cfg $(I18N_KEYWORDS) --width=100 --sort-by-file \
+		--project="Clinic appliance" --copyright-holder="The clinic appliance authors" \
+		-o $(LOCALES)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages --width=100 \
+		--ignore-obsolete
+	@echo "Now translate the new and fuzzy entries in $(LOCALES)/*/LC_MESSAGES/messages.po"
 
 clean: ## Remove the venv, installed models and ./var (destroys demo data)
 	rm -rf $(VENV) $(DATA_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -14,14 +14,20 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from sqlmodel import Session
 
 from appliance import __version__
+from appliance.audit.pages import AuditPages
+from appliance.auth.apikey_pages import ApiKeyPages
 from appliance.auth.controllers import AuthController
+from appliance.auth.invitation_pages import InvitationPages
 from appliance.auth.pages import SignInPages
 from appliance.chat.controllers import AlertController, ChatController
 from appliance.chat.pages import AlertPages
+from appliance.clinic.admin_pages import AdminPages
 from appliance.clinic.controllers import PatientController
 from appliance.clinic.pages import PatientPages
+from appliance.clinic.patient_admin_pages import PatientAdminPages
 from appliance.consent.controllers import ConsentController
 from appliance.consent.pages import ConsentPages
+from appliance.crypto.pages import KeyPages
 from appliance.crypto.service import keystore_for
 from appliance.db import Database, open_database
 from appliance.jobs.controllers import JobController
@@ -29,12 +35,16 @@ from appliance.jobs.pages import JobPages
 from appliance.jobs.tasks import JobQueue
 from appliance.messages.controllers import MessageController
 from appliance.messages.pages import MessagePages, PortalMessagePages
+from appliance.modelfiles.pages import ModelPages
 from appliance.observability.controllers import MetricsController, RequestMetricsMiddleware
 from appliance.observability.metrics import AppMetrics
 from appliance.observability.pages import ErrorPages
 from appliance.pipeline.controllers import TranscriptController, VoiceController
 from appliance.pipeline.pages import TranscriptPages, VoicePages
+from appliance.portal.account_pages import PortalAccountPages
+from appliance.portal.join import JoinPages
 from appliance.portal.pages import PortalPages
+from appliance.portal.security import SecurityPages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
 from appliance.reports.controllers import ProfileController, ReportController, RiskFlagController
@@ -43,7 +53,9 @@ from appliance.settings import Settings, read_secret_file
 from appliance.web.context import DB_SESSION_KEY, RequestContextMiddleware
 from appliance.web.errors import EXCEPTION_HANDLERS
 from appliance.web.health import HealthController
+from appliance.web.language import LanguagePages, LocaleMiddleware
 from appliance.web.pages import static_files, template_config
+from appliance.web.welcome import WelcomePage
 
 
 def create_app(settings: Settings, database: Database | None = None) -> Litestar:
@@ -78,22 +90,38 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             MessageController,
             SignInPages,
             PatientPages,
+            AdminPages,
+            PatientAdminPages,
+            ApiKeyPages,
+            InvitationPages,
             AlertPages,
             ConsentPages,
             SessionPages,
             JobPages,
+            ModelPages,
+            KeyPages,
+            AuditPages,
             TranscriptPages,
             VoicePages,
             ReportPages,
             PortalPages,
+            JoinPages,
+            SecurityPages,
+            PortalAccountPages,
             MessagePages,
             PortalMessagePages,
             ErrorPages,
+            WelcomePage,
+            LanguagePages,
             static_files(),
         ],
         template_config=template_config(),
         dependencies={"db_session": Provide(_db_session, sync_to_thread=False)},  # no I/O
-        middleware=[RequestContextMiddleware(), RequestMetricsMiddleware(metrics)],
+        middleware=[
+            RequestContextMiddleware(),
+            LocaleMiddleware(),
+            RequestMetricsMiddleware(metrics),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State(

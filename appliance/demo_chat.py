@@ -150,7 +150,7 @@ def answer_on_portal(
         if events[-1][0] != "answer":
             raise RuntimeError(f"the portal's answer failed: {final.get('detail')}")
         clip = b""
-        for c in final["citations"][:1]:
+        for c in [c for c in final["citations"] if c.get("in_recording", True)][:1]:
             query = {"start": f"{c['start']:.2f}", "end": f"{c['end']:.2f}"}
             played = web.get(f"/portal/listen/{c['session_id']}", params=query)
             played.raise_for_status()
@@ -161,9 +161,8 @@ def answer_on_portal(
         f"  {final['answer']}" + (f"  (refused: {final['reason']})" if final["refused"] else ""),
     ]
     for n, c in enumerate(final["citations"], start=1):
-        lines.append(
-            f"  [{n}] session of {c['session_date']}, {minute_clock(c['start'])}: {c['excerpt']}"
-        )
+        at = minute_clock(c["start"]) if c.get("in_recording", True) else "therapist's notes"
+        lines.append(f"  [{n}] session of {c['session_date']}, {at}: {c['excerpt']}")
     if clip:
         lines.append(f"  the cited minute, as the portal plays it: {len(clip) // 1024} KB of WAV")
     return lines

@@ -64,7 +64,7 @@ def test_a_therapist_gives_and_withdraws_consent_in_chromium_without_javascript(
     page.on("response", on_response)
 
     page.goto("/console")
-    assert page.title().startswith("Console")
+    assert page.title().startswith("Sign in")
     page.get_by_label("E-mail address").fill("alice@clinic.example")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()

@@ -230,8 +230,9 @@ def test_a_patient_asks_over_http_and_gets_a_cited_answer_about_their_own_sessio
     assert body["refused"] is False
     assert body["citations"][0]["session_id"] == str(practice["walks"].id)
     assert set(body["citations"][0]) == {
-        "session_id", "session_date", "start", "end", "speaker", "excerpt",
+        "session_id", "session_date", "start", "end", "speaker", "excerpt", "in_recording",
     }  # fmt: skip
+    assert body["citations"][0]["in_recording"] is True  # said at a moment: may be played
 
 
 def test_staff_cannot_use_the_patient_chat_and_bad_input_is_a_problem(

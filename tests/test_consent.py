@@ -11,8 +11,9 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from appliance.audit.service import Actor
 from appliance.clinic.models import Patient
-from appliance.clinic.schemas import PatientPublic
+from appliance.clinic.schemas import PatientPublic, UserPublic
 from appliance.consent import service as consent
 from appliance.consent.models import ConsentMethod, ConsentStatus, Purpose
 from appliance.crypto.keystore import KeyStore
@@ -106,13 +107,18 @@ def test_every_change_is_audited_without_phi(session: Session, bob: PatientPubli
 
 
 def test_paper_evidence_is_stored_encrypted_with_the_patients_key(
-    session: Session, store: KeyStore, settings: Settings, bob: PatientPublic, tmp_path: Path
+    session: Session,
+    store: KeyStore,
+    settings: Settings,
+    bob: PatientPublic,
+    alice: UserPublic,
+    tmp_path: Path,
 ) -> None:
     scan = tmp_path / "signed-form.pdf"
     scan.write_bytes(b"%PDF-1.7 Bob Brennan consents to recording")
     rows = consent.change(
         session,
-        CLINIC_IT,
+        Actor(role="therapist", user_id=alice.id),  # evidence rows name who recorded it
         bob.id,
         [Purpose.recording],
         GRANTED,

@@ -315,7 +315,7 @@ def test_the_transcript_page_shows_speakers_times_unclear_passages_and_relabels(
     page_url = f"/console/sessions/{bobs_session.id}/transcript"
     busy = client.get(page_url)
     assert busy.status_code == 200
-    assert 'http-equiv="refresh"' in busy.text
+    assert 'data-refresh-seconds="5"' in busy.text
 
     run_stages(database, settings, store, speech)
     page = client.get(page_url)

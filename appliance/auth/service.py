@@ -13,6 +13,7 @@ from appliance.auth import sessions, throttle, totp
 from appliance.auth.models import AuthSession
 from appliance.clinic.models import Role, User
 from appliance.clinic.passwords import hash_password, verify_password
+from appliance.clinic.preferences import effective_settings
 from appliance.clinic.schemas import UserPublic
 from appliance.clinic.service import find_user, user_public
 from appliance.errors import DomainError, Invalid, NotFound, TooManyRequests
@@ -46,6 +47,7 @@ def sign_in(
     user_agent: str | None,
     replaces: str | None,
 ) -> SignIn:
+    settings = effective_settings(settings, session)  # the console's sign-in throttle knobs
     account = throttle.account_key(server_secret, email)
     actor = Actor(role="anonymous", ip=ip, user_agent=user_agent)
     decision = throttle.login_allowed(session, settings.auth, account, ip)
@@ -110,6 +112,24 @@ def begin_totp(
     )
     session.commit()
     return base64.b32encode(secret).decode(), totp.provisioning_uri(secret, user.email, issuer)
+
+
+def pending_totp(
+    session: Session, server_secret: bytes, actor: Actor, issuer: str
+) -> tuple[str, str] | None:
+    """The secret shown before but not confirmed yet (sealed in users.totp_secret_enc while
+    totp_enabled is false), as (base32 secret, otpauth URI); None when there is none or it
+    is on already. Pages show it again on reload, so a key already typed into a phone keeps
+    working until it is confirmed or the user asks for a new one."""
+    user = _user(session, actor)
+    if user.totp_enabled or user.totp_secret_enc is None:
+        return None
+    secret = totp.open_secret(server_secret, user.id, user.totp_secret_enc)
+    return base64.b32encode(secret).decode(), totp.provisioning_uri(secret, user.email, issuer)
+
+
+def totp_is_on(session: Session, actor: Actor) -> bool:
+    return _user(session, actor).totp_enabled
 
 
 def confirm_totp(

@@ -34,6 +34,7 @@ from appliance.chat.llm import ChatModel, LlamaServiceClient
 from appliance.chat.schemas import ChatRequest, ChatResponse, VoiceQuestionPublic
 from appliance.clinic import access
 from appliance.clinic.models import Patient, Role
+from appliance.clinic.preferences import effective_settings
 from appliance.errors import DomainError, NotFound
 from appliance.observability.controllers import first_token
 
@@ -51,9 +52,11 @@ def chat_model(state: State) -> ChatModel:
 
 def chat_context(db_session: Session, state: State, principal: Principal) -> service.ChatContext:
     """What a web request answers with: its database session, the process's keys, settings
-    and model client, and the signed-in patient as the audited actor."""
+    and model client, and the signed-in patient as the audited actor. The settings carry the
+    clinic's current preferences (crisis text, hourly limit, time zone), read per request."""
+    settings = effective_settings(state.settings, db_session)
     return service.ChatContext(
-        db_session, state.keystore, state.settings, principal.actor(), chat_model(state)
+        db_session, state.keystore, settings, principal.actor(), chat_model(state)
     )
 
 

@@ -20,11 +20,12 @@ from sqlmodel import Session
 from appliance.auth.guards import Principal
 from appliance.chat import alerts
 from appliance.clinic import access
+from appliance.web.i18n import N_, _
 from appliance.web.pages import PageController, page, see_other
 
-NOTICES = {
-    "acknowledged": "Alert acknowledged.",
-    "already": "That alert had already been acknowledged.",
+NOTICES = {  # marked here, translated when shown
+    "acknowledged": N_("Alert acknowledged."),
+    "already": N_("That alert had already been acknowledged."),
 }
 
 
@@ -47,11 +48,11 @@ class AlertPages(PageController):
             request,
             "alerts.html",
             principal,
-            title="Crisis alerts",
+            title=_("Crisis alerts"),
             alerts=found,
             zone=ZoneInfo(state.settings.clinic.timezone),
             open_alerts=len(found),  # the badge agrees with the table it sits above
-            notice=NOTICES.get(done or ""),
+            notice=_(NOTICES[done]) if done is not None and done in NOTICES else None,
         )
 
     @post("/{alert_id:uuid}/acknowledge", sync_to_thread=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from appliance.chat.llm import ChatMessage
 from appliance.pipeline.exports import minute_clock
+from appliance.retrieval.facts import has_span
 from appliance.retrieval.search import Hit
 
 OPEN, CLOSE = "<<<", ">>>"
@@ -36,9 +37,15 @@ def excerpts(hits: Sequence[Hit]) -> str:
     blocks = []
     for n, hit in enumerate(hits, start=1):
         kind = "Homework item" if hit.kind == "fact" else "Transcript"
+        # A therapist's typed item has no moment of the recording: no minutes to cite.
+        when = (
+            f", {minute_clock(hit.start)}-{minute_clock(hit.end)}"
+            if has_span(hit.start, hit.end)
+            else " (the therapist's notes)"
+        )
         blocks.append(
-            f"[{n}] {kind} from the session of {hit.session_date:%A %d %B %Y}, "
-            f"{minute_clock(hit.start)}-{minute_clock(hit.end)}:\n{OPEN}\n{_fenced(hit.text)}\n{CLOSE}"
+            f"[{n}] {kind} from the session of {hit.session_date:%A %d %B %Y}{when}:\n"
+            f"{OPEN}\n{_fenced(hit.text)}\n{CLOSE}"
         )
     return "\n\n".join(blocks)
 

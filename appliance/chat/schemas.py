@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from pydantic import Field
+from pydantic import Field, computed_field
 from sqlmodel import SQLModel
 
 
@@ -21,6 +21,16 @@ class CitationPublic(SQLModel):
     end: float
     speaker: str | None
     excerpt: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def in_recording(self) -> bool:
+        """Whether the cited words were said at a moment of the recording (`start`..`end`),
+        so a client may name the minute, play it and quote it. False for a line the therapist
+        wrote into the report (a homework item typed in the editor has no span: 0..0): it is
+        their note of the session, never a quote, and nothing at its "time" is about it.
+        Derived from the span (`facts.has_span`), so a stored turn reads the same."""
+        return self.end > self.start
 
 
 class ChatResponse(SQLModel):

@@ -32,15 +32,18 @@ def ask(
     from appliance.chat import service
     from appliance.chat.llm import LlamaServiceClient
     from appliance.cli.retrieval import admin_acting_on
+    from appliance.clinic.preferences import effective_settings
     from appliance.crypto.service import keystore_for
     from appliance.pipeline.exports import minute_clock
 
     with data_session(data_dir) as (settings, session):
         actor = admin_acting_on(session, by_email, patient_id)
         with LlamaServiceClient.from_settings(settings) as model:
-            context = service.ChatContext(session, keystore_for(settings), settings, actor, model)
+            current = effective_settings(settings, session)  # the console's crisis text, limit
+            context = service.ChatContext(session, keystore_for(settings), current, actor, model)
             found = service.answer(context, patient_id, question, conversation_id=conversation_id)
     lines = [found.answer]
     for n, c in enumerate(found.citations, start=1):
-        lines.append(f"  [{n}] session of {c.session_date}, {minute_clock(c.start)}: {c.excerpt}")
+        at = minute_clock(c.start) if c.in_recording else "therapist's notes"
+        lines.append(f"  [{n}] session of {c.session_date}, {at}: {c.excerpt}")
     emit(found.model_dump(mode="json"), as_json, "\n".join(lines))

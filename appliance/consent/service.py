@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -13,11 +12,10 @@ from sqlmodel import Session, col
 
 from appliance.audit.service import Actor, AuditEntry, record
 from appliance.clinic.models import Patient
+from appliance.consent import evidence as evidence_files
 from appliance.consent.models import ConsentEvent, ConsentMethod, ConsentStatus, Purpose
 from appliance.consent.schemas import ConsentEventPublic, ConsentState
 from appliance.crypto.keystore import KeyStore
-from appliance.crypto.service import patient_cipher
-from appliance.crypto.streams import FileContext, encrypt_to_file
 from appliance.errors import DomainError, NotFound
 
 
@@ -79,18 +77,45 @@ def change(
     status: ConsentStatus,
     method: ConsentMethod,
     *,
-    evidence: Path | None = None,
+    evidence: Path | evidence_files.StoredEvidence | None = None,
     store: KeyStore | None = None,
     files_root: Path | None = None,
 ) -> list[ConsentEventPublic]:
-    """Append one row per purpose (never an UPDATE); the caller commits."""
+    """Append one row per purpose (never an UPDATE); the caller commits. `evidence` (a file
+    to encrypt, or one `evidence_files.store` already wrote) is linked to the first row and
+    named by every row's `evidence_sha256`; a failure here removes its file."""
     if session.get(Patient, patient_id) is None:
         raise NotFound("no such patient")
-    evidence_sha = None
+    stored = None
     if evidence is not None:
-        if store is None or files_root is None:
-            raise ValueError("evidence needs the key store and the files folder")
-        evidence_sha = _store_evidence(store, files_root, patient_id, evidence)
+        if store is None or actor.user_id is None:
+            raise ValueError("evidence needs the key store and a staff member recording it")
+        if isinstance(evidence, Path):
+            if files_root is None:
+                raise ValueError("evidence needs the files folder")
+            with evidence.open("rb") as handle:
+                stored = evidence_files.store(store, files_root, patient_id, handle, evidence.name)
+        else:
+            stored = evidence
+    try:
+        return _append(session, actor, patient_id, purposes, status, method, stored, store)
+    except BaseException:
+        if stored is not None:
+            stored.discard()
+        raise
+
+
+def _append(
+    session: Session,
+    actor: Actor,
+    patient_id: uuid.UUID,
+    purposes: list[Purpose],
+    status: ConsentStatus,
+    method: ConsentMethod,
+    stored: evidence_files.StoredEvidence | None,
+    store: KeyStore | None,
+) -> list[ConsentEventPublic]:
+    evidence_sha = stored.sha256 if stored is not None else None
     from appliance.jobs import service as jobs  # jobs depend on consent, not the reverse
 
     cancelled = resumed = 0
@@ -116,6 +141,10 @@ def change(
         session.add(row)
         rows.append(row)
     session.flush()
+    if stored is not None and store is not None and actor.user_id is not None:
+        assert rows[0].id is not None  # flushed
+        evidence_files.attach(session, store, stored, rows[0].id, actor.user_id)
+        session.flush()
     action = "consent.grant" if status == ConsentStatus.granted else "consent.revoke"
     record(
         session,
@@ -168,20 +197,3 @@ def history(session: Session, patient_id: uuid.UUID) -> list[ConsentEventPublic]
         ConsentEventPublic.model_validate(row, from_attributes=True)
         for row in session.execute(query).scalars()
     ]
-
-
-def _store_evidence(store: KeyStore, files_root: Path, patient_id: uuid.UUID, source: Path) -> str:
-    """Encrypt a scanned paper form with the patient's key; returns the plaintext's sha256."""
-    digest = hashlib.sha256()
-    evidence_id = uuid.uuid4()
-
-    def chunks() -> Any:
-        with source.open("rb") as handle:
-            while piece := handle.read(1024 * 1024):
-                digest.update(piece)
-                yield piece
-
-    target = files_root / str(patient_id) / "consent" / f"{evidence_id}.enc"
-    cipher = patient_cipher(store, patient_id)
-    encrypt_to_file(cipher.dek, chunks(), target, FileContext("consent", evidence_id, patient_id))
-    return digest.hexdigest()

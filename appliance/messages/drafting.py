@@ -73,12 +73,13 @@ def _fenced(text: str) -> str:
 
 
 def describe(item: Item) -> str:
-    """An item in one line: its text, how often, by when."""
+    """An item in one line: its text, how often, by when. "due:" and not "by": the due text
+    is the therapist's own words ("before next session"), which "by" would garble."""
     line = item.text.strip()
     if item.frequency:
         line += f", {item.frequency.strip()}"
     if item.due:
-        line += f" (by {item.due.strip()})"
+        line += f" (due: {item.due.strip()})"
     return line
 
 

@@ -31,30 +31,33 @@ from appliance.errors import Invalid, describe_validation_error
 from appliance.messages import inbox, service
 from appliance.messages.models import MessageState
 from appliance.messages.schemas import BODY_MAX, SUBJECT_MAX, MessageCreate, MessageUpdate
-from appliance.pipeline.exports import long_date
 from appliance.portal.pages import PortalPages, provide_patient
+from appliance.web.i18n import N_, _, long_date
 from appliance.web.pages import PageController, page, see_other
 
 FORM = Body(media_type=RequestEncodingType.URL_ENCODED)
 Schema = TypeVar("Schema", bound=SQLModel)
 HOME = "/console/messages"
 
+# Marked for translation here, translated when shown (the request's language).
 NOTICES = {
-    "created": "Draft saved. Submit it for approval when it is ready.",
-    "drafted": "Reminder drafted from the approved homework. Read it, edit it if needed, then "
-    "submit it for approval.",
-    "edited": "Changes saved. The message is a draft again: submit it for approval.",
-    "submitted": "Submitted for approval.",
-    "sent": "Approved and sent to the patient's portal inbox.",
-    "rejected": "Message rejected; it will not be sent.",
+    "created": N_("Draft saved. Submit it for approval when it is ready."),
+    "drafted": N_(
+        "Reminder drafted from the approved homework. Read it, edit it if needed, then "
+        "submit it for approval."
+    ),
+    "edited": N_("Changes saved. The message is a draft again: submit it for approval."),
+    "submitted": N_("Submitted for approval."),
+    "sent": N_("Approved and sent to the patient's portal inbox."),
+    "rejected": N_("Message rejected; it will not be sent."),
 }
 
 # The order of the console's sections.
 SECTIONS = (
-    (MessageState.draft, "Drafts"),
-    (MessageState.pending, "Waiting for approval"),
-    (MessageState.sent, "Sent"),
-    (MessageState.rejected, "Rejected"),
+    (MessageState.draft, N_("Drafts")),
+    (MessageState.pending, N_("Waiting for approval")),
+    (MessageState.sent, N_("Sent")),
+    (MessageState.rejected, N_("Rejected")),
 )
 
 
@@ -120,16 +123,17 @@ class MessagePages(PageController):
             request,
             "messages.html",
             principal,
-            title="Messages",
+            title=_("Messages"),
             sections=[
-                (s.value, label, [m for m in found if m.state == s.value]) for s, label in SECTIONS
+                (s.value, _(label), [m for m in found if m.state == s.value])
+                for s, label in SECTIONS
             ],
             patients=patients,
             may_write=principal.role == Role.therapist,
             zone=ZoneInfo(state.settings.clinic.timezone),
             subject_max=SUBJECT_MAX,
             body_max=BODY_MAX,
-            notice=NOTICES.get(done or ""),
+            notice=_(NOTICES[done]) if done in NOTICES else None,
         )
 
     @post("/", sync_to_thread=True)
@@ -208,7 +212,7 @@ class MessagePages(PageController):
     ) -> Response[Any]:
         principal.require(Role.therapist)
         if data.revision is None:
-            raise Invalid("the form did not say which revision you approve; reload the page")
+            raise Invalid(_("the form did not say which revision you approve; reload the page"))
         found = service.approve(db_session, state.keystore, principal, message_id, data.revision)
         db_session.commit()
         return _done("sent", found.id)

@@ -13,6 +13,7 @@ from litestar.response import Template
 from appliance.auth.guards import Principal
 from appliance.clinic.models import Role
 from appliance.observability.errors import errors_dir, read_errors
+from appliance.web.i18n import _
 from appliance.web.pages import PageController, page
 
 PAGE_SIZE = 25
@@ -38,7 +39,7 @@ class ErrorPages(PageController):
             request,
             "errors.html",
             principal,
-            title="Errors",
+            title=_("Errors"),
             errors=found,
             total=total,
             page_number=page_number,

@@ -19,10 +19,12 @@ from sqlmodel import Field, Session, SQLModel
 from appliance.auth.guards import Principal
 from appliance.clinic import access
 from appliance.clinic.models import Role as UserRole
-from appliance.pipeline import exports, transcripts, voices
+from appliance.pipeline import exports, talktime, transcripts, voices
 from appliance.pipeline.controllers import MAX_ENROLMENT_BYTES, enrol_voice, read_transcript
 from appliance.pipeline.schemas import Role, TranscriptPending
+from appliance.recordings import playback
 from appliance.recordings import service as sessions
+from appliance.web.i18n import _
 from appliance.web.pages import PageController, page, see_other
 
 
@@ -45,20 +47,43 @@ class TranscriptPages(PageController):
         state: State,
         done: FromQuery[str | None] = None,
     ) -> Template:
+        """The transcript beside a player of the recording (click a word or a time to hear
+        it), with the talk-time chart; reads fine without JavaScript."""
         found = read_transcript(db_session, state, principal, session_id)
-        pending = isinstance(found, TranscriptPending)
+        if isinstance(found, TranscriptPending):
+            return page(
+                request,
+                "transcript.html",
+                principal,
+                title=_("Transcript"),
+                session_id=session_id,
+                transcript=None,
+                pending=found,
+                refresh_seconds=5,
+            )
+        row = sessions.get_session(db_session, access.visible_patient_ids(principal), session_id)
         return page(
             request,
             "transcript.html",
             principal,
-            title="Transcript",
+            title=_("Transcript"),
             session_id=session_id,
-            transcript=None if pending else found,
-            pending=found if pending else None,
-            refresh_seconds=5 if pending else None,
+            transcript=found,
+            pending=None,
             names=exports.NAMES,
-            clock=lambda seconds: f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}",
-            notice="Speaker relabelled." if done == "relabel" else None,
+            clock=exports.minute_clock,
+            audio=[
+                {
+                    "src": f"/console/sessions/{session_id}/recordings/{part.recording.id}/audio",
+                    "offset": part.offset,
+                    "duration": part.recording.duration_seconds,
+                }
+                for part in playback.parts(db_session, row)
+            ],
+            words_of=lambda seg: [[w.start, w.end, w.text.strip()] for w in seg.words],
+            talk=talktime.talk_time(found.segments, found.duration),
+            chart=talktime,
+            notice=_("Speaker relabelled.") if done == "relabel" else None,
         )
 
     @post("/speakers", sync_to_thread=True)

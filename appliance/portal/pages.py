@@ -29,8 +29,8 @@ from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.errors import DomainError, TooManyRequests
 from appliance.messages import inbox
-from appliance.pipeline.exports import long_date, minute_clock
 from appliance.portal import service
+from appliance.web.i18n import long_date
 from appliance.web.pages import (
     PAGE_EXCEPTION_HANDLERS,
     PageController,
@@ -52,6 +52,14 @@ class AskForm(SQLModel):
 
 def listen_href(session_id: uuid.UUID, start: float, end: float) -> str:
     return f"/portal/listen/{session_id}?start={start:.2f}&end={end:.2f}"
+
+
+def elapsed(seconds: float) -> str:
+    """How far into the session a moment is: "3:05", "1:02:05". Shown as "3:05 into the
+    session", never as "03:05" alone, which reads like a time of day ("00:00", midnight)."""
+    hours, rest = divmod(max(0, int(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def provide_patient(
@@ -215,6 +223,6 @@ class PortalPages(PageController):
             zone=ZoneInfo(state.settings.clinic.timezone),
             error=error,
             long_date=long_date,
-            clock=minute_clock,
+            clock=elapsed,
             listen_href=listen_href,
         )

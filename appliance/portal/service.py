@@ -101,10 +101,15 @@ def cited_clip(
     end: float,
 ) -> bytes:
     """`start`..`end` seconds of one of the patient's sessions as WAV, if a passage the patient
-    may see begins the window and no clinical-only passage overlaps it; else 404, audited."""
+    may see begins the window and no clinical-only passage overlaps it; else 404, audited.
+    A window that does not end after it starts is refused (422): nothing was said there."""
     if not 0 <= start < 24 * 3600 or end < 0:
         raise Invalid("start and end are seconds from the start of the session")
-    end = start + LONGEST if end <= start else min(end, start + LONGEST)
+    if not facts.has_span(start, end):
+        # An empty window is no moment of the session (a therapist's typed homework item is
+        # 0..0): playing a default stretch from `start` would play something unrelated.
+        raise Invalid("a passage to play must end after it starts")
+    end = min(end, start + LONGEST)
     visible = exists().where(
         col(TranscriptChunk.session_id) == col(TherapySession.id),
         col(TranscriptChunk.patient_id) == patient_id,

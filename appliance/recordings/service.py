@@ -72,11 +72,14 @@ def list_sessions(
     therapist_id: uuid.UUID | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    status: str | None = None,
+    released: bool | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> SessionPage:
     """Newest first; `cursor` continues after the last item of the previous page (keyset
-    pagination: stable while rows are added, no OFFSET scans)."""
+    pagination: stable while rows are added, no OFFSET scans). The cursor holds a position
+    only (date and id): filters are passed again with every page."""
     limit = max(1, min(limit, MAX_PAGE))
     query = select(TherapySession).where(col(TherapySession.patient_id).in_(visible_patients))
     if patient_id is not None:
@@ -87,6 +90,10 @@ def list_sessions(
         query = query.where(col(TherapySession.session_date) >= date_from)
     if date_to is not None:
         query = query.where(col(TherapySession.session_date) <= date_to)
+    if status is not None:
+        query = query.where(TherapySession.status == status)
+    if released is not None:
+        query = query.where(col(TherapySession.released).is_(released))
     if cursor is not None:
         after_date, after_id = _decode_cursor(cursor)
         query = query.where(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from appliance.errors import Invalid
 from appliance.reports.document import HomeworkItem, Report, Source, Statement
+from appliance.reports.homework import same_task
 from appliance.reports.schemas import (
     MAX_STATEMENTS,
     MAX_SUMMARY,
@@ -83,7 +84,9 @@ def _carried(base: Sequence[Statement], items: Sequence[_Incoming]) -> tuple[Sta
 def _homework(
     base: Sequence[HomeworkItem], items: Sequence[HomeworkIn]
 ) -> tuple[HomeworkItem, ...]:
-    """Like statements; a changed frequency or due date makes an item the therapist's too."""
+    """Like statements; a changed frequency or due date makes an item the therapist's too.
+    A different task typed over a row does not inherit that row's utterance: the portal would
+    play that moment as where the new task was said. A reworded one of the same task does."""
     as_statements = [Statement(h.what, h.sources, h.by_therapist) for h in base]
     wanted = [h for h in items if _norm(h.what)]
     incoming = [
@@ -96,14 +99,24 @@ def _homework(
         for h in wanted
     ]
     result = []
-    for statement, item in zip(_carried(as_statements, incoming), wanted, strict=True):
+    carried = _carried(as_statements, incoming)
+    for index, (statement, item) in enumerate(zip(carried, wanted, strict=True)):
         how_often = _norm(item.how_often or "") or None
         due = _norm(item.due or "") or None
         old = next((base[j] for j, s in enumerate(as_statements) if s is statement), None)
         if old is not None and (old.how_often, old.due) == (how_often, due):
             result.append(old)
-        else:
-            result.append(HomeworkItem(statement.text, how_often, due, statement.sources, True))
+            continue
+        sources = statement.sources
+        replaced = base[index] if old is None and index < len(base) else None
+        if (
+            replaced is not None
+            and item.sources is None
+            and sources == replaced.sources
+            and not same_task(replaced.what, statement.text)
+        ):
+            sources = ()
+        result.append(HomeworkItem(statement.text, how_often, due, sources, True))
     return tuple(result)
 
 

@@ -125,6 +125,18 @@ def for_session(session: Session, store: KeyStore, session_id: uuid.UUID) -> lis
     return [_open(store, row) for row in rows]
 
 
+def open_flag_count(session: Session, visible_patients: object) -> int:
+    """How many open flags of the patients a principal sees: one COUNT, for the nav badge
+    (a flag nobody opens is a flag nobody reads)."""
+    query = (
+        select(func.count())
+        .select_from(RiskFlag)
+        .where(RiskFlag.status == FlagStatus.open.value)
+        .where(col(RiskFlag.patient_id).in_(visible_patients))  # type: ignore[arg-type]
+    )
+    return int(session.exec(query).one())
+
+
 def open_flags(session: Session, store: KeyStore, visible_patients: object) -> list[Flag]:
     """Open flags of the patients a principal sees (`visible_patient_ids`), oldest first:
     the therapist's risk-flag inbox."""

@@ -59,24 +59,31 @@ from appliance.reports.schemas import (
     StatementIn,
     StatementPublic,
 )
+from appliance.web.i18n import N_, _
 from appliance.web.pages import PageController, page, see_other
 
+# Marked here, translated when shown: in the language of the request that shows them.
 NOTICES = {
-    "acknowledged": "Risk flag acknowledged.",
-    "dismissed": "Risk flag dismissed.",
-    "edited": "Your edit is saved as a new version.",
-    "approved": "Report approved.",
-    "released": "Report approved; the patient can now ask about this session.",
-    "regenerating": "A new draft is on its way; this page shows it once it is written.",
-    "saved": "Your writing profile is saved. New drafts follow it.",
+    "acknowledged": N_("Risk flag acknowledged."),
+    "dismissed": N_("Risk flag dismissed."),
+    "edited": N_("Your edit is saved as a new version."),
+    "approved": N_("Report approved."),
+    "released": N_("Report approved; the patient can now ask about this session."),
+    "regenerating": N_("A new draft is on its way; this page shows it once it is written."),
+    "saved": N_("Your writing profile is saved. New drafts follow it."),
 }
 FORMATS = {
     NoteFormat.soap.value: "SOAP",
     NoteFormat.dap.value: "DAP",
     NoteFormat.birp.value: "BIRP",
-    NoteFormat.summary.value: "Free summary",
+    NoteFormat.summary.value: N_("Free summary"),
 }
 BLANK_HOMEWORK_ROWS = 3
+
+
+def notice(done: str | None) -> str | None:
+    """The notice a `?done=` key names, in the request's language (unknown keys: none)."""
+    return _(NOTICES[done]) if done is not None and done in NOTICES else None
 
 
 def clock(seconds: float) -> str:
@@ -143,9 +150,10 @@ def render(
     try:
         transcript = transcripts.read(db, state.keystore, principal.actor(), row)
         segments = getattr(transcript, "segments", None)
-        unavailable = None if segments is not None else "The transcript is still being made."
+        unavailable = None if segments is not None else _("The transcript is still being made.")
     except (DomainError, HTTPException) as exc:
-        segments, unavailable = None, f"The transcript is not available: {exc}."
+        segments = None
+        unavailable = _("The transcript is not available: %(reason)s.") % {"reason": _(str(exc))}
     lines = _lines(db, row, segments or [])
     db.commit()
     homework_rows = list(report.homework) if report is not None else []
@@ -154,17 +162,17 @@ def render(
         "report.html",
         principal,
         status_code=status_code,
-        title=f"Report · session of {row.session_date.isoformat()}",
+        title=_("Report · session of %(date)s") % {"date": row.session_date.isoformat()},
         wide=True,
         session=row,
         report=report,
-        waiting=waiting,
+        waiting=_(waiting) if waiting else waiting,
         open_flags=[f for f in report.risk_flags if f.status == "open"] if report else [],
         decided_flags=[f for f in report.risk_flags if f.status != "open"] if report else [],
         lines=lines,
         transcript_unavailable=unavailable,
         names=exports.NAMES,
-        formats=FORMATS,
+        formats={key: _(name) for key, name in FORMATS.items()},
         text_of=text_of,
         homework_rows=homework_rows,
         blank_rows=max(0, min(BLANK_HOMEWORK_ROWS, MAX_HOMEWORK - len(homework_rows))),
@@ -238,7 +246,13 @@ def _act(
             raise
         db.rollback()
         return render(
-            request, db, state, principal, session_id, error=str(exc), status_code=exc.status_code
+            request,
+            db,
+            state,
+            principal,
+            session_id,
+            error=_(str(exc)),
+            status_code=exc.status_code,
         )
     return see_other(f"/console/sessions/{session_id}/report?done={done}")
 
@@ -266,9 +280,7 @@ class ReportPages(PageController):
         state: State,
         done: FromQuery[str | None] = None,
     ) -> Template:
-        return render(
-            request, db_session, state, principal, session_id, notice=NOTICES.get(done or "")
-        )
+        return render(request, db_session, state, principal, session_id, notice=notice(done))
 
     @post("/sessions/{session_id:uuid}/report/flags/{flag_id:uuid}", sync_to_thread=True)
     def decide(
@@ -357,7 +369,7 @@ class ReportPages(PageController):
             request,
             "risk_flags.html",
             principal,
-            title="Risk flags",
+            title=_("Risk flags"),
             flags=found,
             zone=ZoneInfo(state.settings.clinic.timezone),
             clock=clock,
@@ -375,9 +387,9 @@ class ReportPages(PageController):
             request,
             "profile.html",
             principal,
-            title="My writing profile",
+            title=_("My writing profile"),
             profile=own_profile(db_session, principal),
-            notice=NOTICES.get(done or ""),
+            notice=notice(done),
         )
 
     @post("/profile", sync_to_thread=True)

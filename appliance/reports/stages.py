@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from appliance.chat.llm import ChatModel
+from appliance.clinic.preferences import effective_settings
 from appliance.consent.models import Purpose
 from appliance.errors import NotFound
 from appliance.jobs.runner import PermanentError, StageContext
@@ -91,7 +92,10 @@ class ReportStage:
             context.store,
             row,
             output.report,
-            note_format=NoteFormat(context.settings.reports.note_format),
+            # The clinic's note format as the console has it now (not when the worker started).
+            note_format=NoteFormat(
+                effective_settings(context.settings, session).reports.note_format
+            ),
             model_id=output.model_id,
             prompt_hash=output.prompt_hash,
         )

@@ -35,6 +35,14 @@ _ASKS = {
 }
 
 
+def has_span(start: float, end: float) -> bool:
+    """Whether `start`..`end` is a moment of the recording. A fact the therapist typed into
+    the report (no utterance behind it) is stored as 0..0: an empty span means "written, not
+    said", so it gets no minute, no "Hear it" and no quotation marks anywhere it is shown; a
+    span the editor kept from the utterance it replaced stays a real one."""
+    return end > start
+
+
 @dataclass(frozen=True)
 class Fact:
     id: uuid.UUID
@@ -46,6 +54,11 @@ class Fact:
     due: str | None
     start: float
     end: float
+
+    @property
+    def spoken(self) -> bool:
+        """Said in the session (it has a span to cite and play), not only written down."""
+        return has_span(self.start, self.end)
 
     @property
     def sentence(self) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, exists
 from sqlmodel import Session, col, select
 
 from appliance.audit.service import Actor, AuditEntry, record
+from appliance.clinic.preferences import effective_settings
 from appliance.consent.models import Purpose
 from appliance.consent.service import granted_clause
 from appliance.crypto.keystore import KeyStore
@@ -61,8 +62,11 @@ class SearchResult:
     candidates: list[uuid.UUID] = field(default_factory=list)  # every chunk considered
 
 
-def clinic_today(settings: Settings) -> date:
-    return datetime.now(ZoneInfo(settings.clinic.timezone)).date()
+def clinic_today(settings: Settings, session: Session) -> date:
+    """Today in the clinic's time zone as the console has it now ("last week" is the
+    clinic's week, whichever process asks)."""
+    zone = effective_settings(settings, session).clinic.timezone
+    return datetime.now(ZoneInfo(zone)).date()
 
 
 def patient_scope(patient_id: uuid.UUID) -> list[ColumnElement[bool]]:
@@ -128,7 +132,7 @@ def search(
 ) -> SearchResult:
     options = settings.retrieval
     limit = limit or options.results
-    day = today or clinic_today(settings)
+    day = today or clinic_today(settings, session)
     when = timeframe.resolve(question, day)
     eligible = searchable_sessions(session, patient_id)
     chosen = set(timeframe.select_sessions(when, [(str(s), d) for s, d in eligible], day))

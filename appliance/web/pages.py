@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import anyio
 from litestar import Controller, Request, Response
@@ -24,13 +26,22 @@ from sqlmodel import Session
 
 from appliance.auth.guards import SAFE_METHODS, EnrolmentRequired, Principal, session_principal
 from appliance.chat import alerts
+from appliance.clinic import access
+from appliance.clinic.models import Role
+from appliance.clinic.preferences import effective_settings
 from appliance.errors import DomainError, TooManyRequests
+from appliance.reports import flags
+from appliance.settings import Settings
+from appliance.web import i18n
+from appliance.web.i18n import _
 from appliance.web.security import SECURITY_HEADERS
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 OPEN_ALERTS_KEY = "appliance.open_alerts"  # in scope["state"]: the nav badge's count
+OPEN_FLAGS_KEY = "appliance.open_flags"  # in scope["state"]: open risk flags, for therapists
+SETTINGS_KEY = "appliance.settings"  # in scope["state"]: this request's effective settings
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -40,9 +51,17 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def _install_i18n(engine: JinjaTemplateEngine) -> None:
-    """Every user-visible string in a template goes through `_()` / `{% trans %}`."""
+    """Every user-visible string in a template goes through `_()` / `{% trans %}`; the
+    callables read the request's language when the template renders (see `i18n`)."""
     engine.engine.add_extension("jinja2.ext.i18n")
-    engine.engine.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    engine.engine.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=i18n.gettext,
+        ngettext=i18n.ngettext,
+        pgettext=i18n.pgettext,
+        npgettext=i18n.npgettext,
+        newstyle=True,
+    )
+    engine.engine.globals.update(i18n.template_globals())
 
 
 def static_files() -> Any:
@@ -70,14 +89,34 @@ async def provide_page_principal(
 def _signed_in(
     request: Request[Any, Any, Any], db_session: Session, state: State, csrf_sent: str
 ) -> Principal:
-    """The principal, and the count of open crisis alerts for the navigation's badge. The
-    count is taken here, in the worker thread that already talks to the database, so that
+    """The principal, and the counts of open crisis alerts and risk flags for the navigation's
+    badges. They are taken here, in the worker thread that already talks to the database, so that
     `page()` can show it from async handlers too without blocking the event loop."""
     principal = session_principal(request, db_session, state, csrf_sent)
     if not principal.needs_totp_enrolment:  # open_count is 0, without a query, for non-staff
         count = alerts.open_count(db_session, principal)
         request.scope.setdefault("state", {})[OPEN_ALERTS_KEY] = count
+    if principal.role == Role.therapist and not principal.needs_totp_enrolment:
+        request.scope["state"][OPEN_FLAGS_KEY] = flags.open_flag_count(
+            db_session, access.visible_patient_ids(principal)
+        )
+    request.scope.setdefault("state", {})[SETTINGS_KEY] = effective_settings(
+        state.settings, db_session
+    )
     return principal
+
+
+def request_settings(request: Request[Any, Any, Any]) -> Settings:
+    """The settings this request acts on: the file's with the console's clinic preferences
+    (appliance.clinic.preferences), read once per request and never kept longer, so a change
+    shows on the next page without a restart. Signed-in pages read them in `_signed_in`'s
+    thread; sign-in pages (no principal) read them here, one small query."""
+    found: Settings | None = request.scope.get("state", {}).get(SETTINGS_KEY)
+    if found is None:
+        with request.app.state.database.session() as db:
+            found = effective_settings(request.app.state.settings, db)
+        request.scope.setdefault("state", {})[SETTINGS_KEY] = found
+    return found
 
 
 def page(
@@ -88,7 +127,7 @@ def page(
     status_code: int = 200,
     **context: Any,
 ) -> Template:
-    settings = request.app.state.settings
+    settings = request_settings(request)
     return Template(
         template_name=name,
         context={
@@ -97,7 +136,11 @@ def page(
             "csrf_token": principal.csrf_token if principal else "",
             # Counted by the page principal dependency (see `_signed_in`); 0 when not staff.
             "open_alerts": request.scope.get("state", {}).get(OPEN_ALERTS_KEY, 0),
+            "open_flags": request.scope.get("state", {}).get(OPEN_FLAGS_KEY, 0),
             **context,
+            # Every page shows times in the clinic's zone as it is now (the console may have
+            # changed it since the process started), whatever `zone` a caller passed.
+            "zone": ZoneInfo(settings.clinic.timezone),
         },
         status_code=status_code,
         headers=SECURITY_HEADERS,
@@ -121,18 +164,41 @@ def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     """Errors on pages are pages too (the API's are problem+json)."""
     status = getattr(exc, "status_code", 500)
     if isinstance(exc, DomainError | HTTPException):
-        message = str(getattr(exc, "detail", "") or exc) or "That did not work."
+        # A service's message is translated when the catalog has it (empty msgid: the header).
+        detail = str(getattr(exc, "detail", "") or exc)
+        message = _(detail) if detail else _("That did not work.")
     else:
-        message = "Something went wrong; the clinic's IT can find it in the log."
+        message = _("Something went wrong; the clinic's IT can find it in the log.")
     headers = dict(SECURITY_HEADERS)
     if isinstance(exc, TooManyRequests):
         headers["Retry-After"] = str(exc.retry_after)
+    portal = request.url.path.startswith("/portal")
     return Template(
-        template_name="error.html",
-        context={"clinic_name": request.app.state.settings.clinic.name, "message": message},
+        template_name="portal_error.html" if portal else "error.html",
+        context={
+            "message": message[:1].upper() + message[1:],
+            "back": _back_link(request, "/portal" if portal else "/console"),
+            # No query here (the database may be what failed): this request's settings if
+            # they were read already, else the file's.
+            "clinic_name": request.scope.get("state", {})
+            .get(SETTINGS_KEY, request.app.state.settings)
+            .clinic.name,
+        },
         status_code=status,
         headers=headers,
     )
+
+
+def _back_link(request: Request[Any, Any, Any], home: str) -> str:
+    """The page the user came from when it is one of ours (browsers send the Referer only to
+    this same origin, see security.py), else `home`: an error is never a dead end."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    here = request.url
+    if (referer.scheme, referer.netloc) != (here.scheme, here.netloc):
+        return home
+    if not referer.path.startswith(home) or referer.path == here.path:
+        return home
+    return referer.path + (f"?{referer.query}" if referer.query else "")
 
 
 PAGE_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
