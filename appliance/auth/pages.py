@@ -19,7 +19,7 @@ from appliance.auth.controllers import session_cookie, sign_in_request
 from appliance.auth.guards import Principal
 from appliance.auth.service import SignInRefused
 from appliance.clinic.models import Role, User
-from appliance.errors import Conflict, Invalid, TooManyRequests
+from appliance.errors import Invalid, TooManyRequests
 from appliance.web.i18n import N_, _, supported
 from appliance.web.language import language_cookie
 from appliance.web.pages import PageController, page, request_settings, see_other
@@ -133,16 +133,13 @@ class SignInPages(PageController):
         """The key to add to the app: the pending one again, or a new one when none is
         pending or the user asked for a new one. Not while one is on: replacing it would
         switch the second factor off with a session alone."""
-        actor, issuer = principal.actor(), request_settings(request).clinic.name
-        if service.totp_is_on(db_session, actor):
-            raise Conflict("your authenticator is on already")
-        shown = (
-            None
-            if data.fresh
-            else service.pending_totp(db_session, state.server_secret, actor, issuer=issuer)
+        shown = service.key_to_show(
+            db_session,
+            state.server_secret,
+            principal.actor(),
+            request_settings(request).clinic.name,
+            fresh=data.fresh,
         )
-        if shown is None:
-            shown = service.begin_totp(db_session, state.server_secret, actor, issuer=issuer)
         return self._totp_page(request, principal, **key_context(*shown))
 
     @post("/totp/confirm", sync_to_thread=True, opt={"allow_unenrolled": True})

@@ -16,7 +16,7 @@ from appliance.clinic.passwords import hash_password, verify_password
 from appliance.clinic.preferences import effective_settings
 from appliance.clinic.schemas import UserPublic
 from appliance.clinic.service import find_user, user_public
-from appliance.errors import DomainError, Invalid, NotFound, TooManyRequests
+from appliance.errors import Conflict, DomainError, Invalid, NotFound, TooManyRequests
 from appliance.settings import Settings
 
 # Verified against when the e-mail is unknown, so both failures cost the same time.
@@ -126,6 +126,19 @@ def pending_totp(
         return None
     secret = totp.open_secret(server_secret, user.id, user.totp_secret_enc)
     return base64.b32encode(secret).decode(), totp.provisioning_uri(secret, user.email, issuer)
+
+
+def key_to_show(
+    session: Session, server_secret: bytes, actor: Actor, issuer: str, *, fresh: bool
+) -> tuple[str, str]:
+    """The key for the authenticator app on the console's and the portal's set-up pages: the
+    pending one again, or a new one when none is pending or the user asked for one (`fresh`).
+    Refused while one is on: replacing it would switch the second factor off with a session
+    alone."""
+    if totp_is_on(session, actor):
+        raise Conflict("your authenticator is on already; turn it off first to replace it")
+    shown = None if fresh else pending_totp(session, server_secret, actor, issuer=issuer)
+    return shown or begin_totp(session, server_secret, actor, issuer=issuer)
 
 
 def totp_is_on(session: Session, actor: Actor) -> bool:

@@ -20,7 +20,7 @@ from appliance.auth import service, totp
 from appliance.auth.guards import Principal
 from appliance.auth.pages import key_context
 from appliance.clinic.models import User
-from appliance.errors import Conflict, Invalid, NotFound
+from appliance.errors import Invalid, NotFound
 from appliance.portal.pages import PortalPages, provide_patient
 from appliance.web.i18n import _, lazy_gettext
 from appliance.web.pages import PageController, page, request_settings, see_other
@@ -100,16 +100,13 @@ class SecurityPages(PageController):
         key typed into a phone keeps working after a reload), or a new one when none is
         pending or the patient asked for a new one; on once a first code matches. Not while
         one is on: starting over would switch it off without a code."""
-        actor, issuer = principal.actor(), request_settings(request).clinic.name
-        if service.totp_is_on(db_session, actor):
-            raise Conflict("your authenticator is on already; turn it off first to replace it")
-        shown = (
-            None
-            if data.fresh
-            else service.pending_totp(db_session, state.server_secret, actor, issuer=issuer)
+        shown = service.key_to_show(
+            db_session,
+            state.server_secret,
+            principal.actor(),
+            request_settings(request).clinic.name,
+            fresh=data.fresh,
         )
-        if shown is None:
-            shown = service.begin_totp(db_session, state.server_secret, actor, issuer=issuer)
         return self._render(request, principal, db_session, **key_context(*shown))
 
     @post("/totp/confirm", sync_to_thread=True)
