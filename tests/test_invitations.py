@@ -106,6 +106,17 @@ def test_a_therapist_invites_their_patient_and_the_code_is_shown_once_and_kept_a
     ]
 
 
+def test_the_code_page_says_where_to_redeem_it_and_in_which_time_zone_it_ends(
+    browser: Browser, erin: PatientPublic
+) -> None:
+    alice, _ = signed_in(browser, "alice@clinic.example")
+    path = f"/console/patients/{erin.id}/portal"
+    made = alice.post(path, data={"csrf_token": csrf_of(alice, path)})
+    assert made.status_code == 201, made.text
+    assert "://testserver.local/portal/join</code>" in made.text
+    assert "(UTC)" in made.text
+
+
 def test_codes_are_random_and_carry_sixty_bits() -> None:
     codes = {invitations.new_code() for _ in range(200)}
     assert len(codes) == 200
