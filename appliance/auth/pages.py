@@ -58,8 +58,8 @@ class SignInPages(PageController):
             "/console/audit" if principal.role == Role.auditor else "/console/patients"
         )
 
-    @get("/login")
-    async def login_form(self, request: Request[Any, Any, Any]) -> Template:
+    @get("/login", sync_to_thread=True)
+    def login_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "login.html", None, title=_("Sign in"))
 
     @post("/login", sync_to_thread=True)

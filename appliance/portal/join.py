@@ -45,8 +45,8 @@ class JoinPages(PageController):
     path = "/portal/join"
     exception_handlers = PortalPages.exception_handlers
 
-    @get("/")
-    async def join_form(self, request: Request[Any, Any, Any]) -> Template:
+    @get("/", sync_to_thread=True)
+    def join_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "portal_join.html", None, title=_("Join with an invitation code"))
 
     @post("/", sync_to_thread=True)

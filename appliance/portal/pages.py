@@ -94,8 +94,8 @@ class PortalPages(PageController):
     }
     dependencies = {"principal": Provide(provide_patient)}
 
-    @get("/login")
-    async def login_form(self, request: Request[Any, Any, Any]) -> Template:
+    @get("/login", sync_to_thread=True)
+    def login_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "portal_login.html", None, title="Sign in")
 
     @post("/login", sync_to_thread=True)

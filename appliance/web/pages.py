@@ -110,7 +110,9 @@ def request_settings(request: Request[Any, Any, Any]) -> Settings:
     """The settings this request acts on: the file's with the console's clinic preferences
     (appliance.clinic.preferences), read once per request and never kept longer, so a change
     shows on the next page without a restart. Signed-in pages read them in `_signed_in`'s
-    thread; sign-in pages (no principal) read them here, one small query."""
+    thread; pages without a principal (sign-in, join, the front door) read them here, one
+    small query, so their handlers run in a thread (`sync_to_thread=True`), never on the
+    event loop."""
     found: Settings | None = request.scope.get("state", {}).get(SETTINGS_KEY)
     if found is None:
         with request.app.state.database.session() as db:

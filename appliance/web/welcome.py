@@ -15,6 +15,6 @@ from appliance.web.pages import page
 class WelcomePage(Controller):
     include_in_schema = False
 
-    @get("/")
-    async def welcome(self, request: Request[Any, Any, Any]) -> Template:
+    @get("/", sync_to_thread=True)
+    def welcome(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "welcome.html", None, title=N_("Welcome"))
