@@ -119,6 +119,7 @@ from appliance.cli import (  # noqa: E402
     llm,
     ops,
     retrieval,
+    soak,
     speech,
 )
 
@@ -136,5 +137,6 @@ __all__ = [
     "ops",
     "retrieval",
     "run",
+    "soak",
     "speech",
 ]
