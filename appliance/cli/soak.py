@@ -5,7 +5,6 @@ suite runs a short form of each through the same driver functions."""
 
 from __future__ import annotations
 
-
 from appliance.cli import main
 
 
