@@ -17,6 +17,7 @@ from appliance import __version__
 from appliance.audit.pages import AuditPages
 from appliance.auth.apikey_pages import ApiKeyPages
 from appliance.auth.controllers import AuthController
+from appliance.auth.guards import refuse_cross_site_writes
 from appliance.auth.invitation_pages import InvitationPages
 from appliance.auth.pages import SignInPages
 from appliance.chat.controllers import AlertController, ChatController
@@ -47,6 +48,7 @@ from appliance.portal.pages import PortalPages
 from appliance.portal.security import SecurityPages
 from appliance.recordings.controllers import SessionController
 from appliance.recordings.pages import SessionPages
+from appliance.recordings.partials import sweep_partial_uploads
 from appliance.reports.controllers import ProfileController, ReportController, RiskFlagController
 from appliance.reports.pages import ReportPages
 from appliance.settings import Settings, read_secret_file
@@ -68,6 +70,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             if database is None:
                 app.state.database = stack.enter_context(open_database(settings))
             app.state.server_secret = read_secret_file(settings.secret_key_path)
+            sweep_partial_uploads(settings.files_dir)  # what a killed upload left behind
             yield
 
     metrics = AppMetrics(settings)  # this app's own registry, never the global one
@@ -123,6 +126,7 @@ def create_app(settings: Settings, database: Database | None = None) -> Litestar
             RequestMetricsMiddleware(metrics),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=refuse_cross_site_writes,  # CSRF defence in depth, beside the token
         lifespan=[lifespan],
         state=State(
             {

@@ -95,7 +95,9 @@ def _prepare_data_dir(data_dir: Path, settings: Settings) -> bool:
         raise SettingsError(f"--data-dir {data_dir} exists and is not a directory")
     if data_dir.is_dir():
         ours = settings.marker_path.exists() or (data_dir / "pgdata").exists()
-        if not ours and any(data_dir.iterdir()):
+        # keys/ and erasures.jsonl alone: put back from the key safe before a restore (README)
+        restoring = {"keys", "erasures.jsonl"}
+        if not ours and any(p.name not in restoring for p in data_dir.iterdir()):
             raise SettingsError(
                 f"{data_dir} is not empty and is not an appliance data directory; "
                 "choose an empty or new directory"

@@ -90,6 +90,8 @@ class AuthSettings(_Section):
 class RecordingsSettings(_Section):
     max_upload_mb: int = Field(default=2048, ge=1, le=64 * 1024)
     max_duration_minutes: int = Field(default=240, ge=1, le=24 * 60)
+    # Free space the files disk keeps: an upload that would leave less is refused with 507.
+    min_free_mb: int = Field(default=100, ge=0, le=1024 * 1024)
 
 
 class JobsSettings(_Section):

@@ -7,6 +7,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from litestar import Request
 from litestar.datastructures import State
@@ -71,6 +72,31 @@ def provide_principal(
             request.headers.get("user-agent"),
         )
     return session_principal(request, db_session, state, request.headers.get(CSRF_HEADER, ""))
+
+
+def cross_site(request: Request[Any, Any, Any]) -> bool:
+    """A browser says the request comes from another site (Sec-Fetch-Site, else an Origin
+    naming another host). Defence in depth for cookie sessions beside the CSRF token;
+    requests without either header (scripts, old browsers) are judged by the token alone."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return bool(origin) and urlsplit(origin or "").netloc != request.headers.get("host", "")
+
+
+def refuse_cross_site_writes(request: Request[Any, Any, Any]) -> None:
+    """The app's `before_request` hook: an unsafe request a browser marks as cross-site is
+    refused before its body is read, on every route, when it carries a session cookie (the
+    sign-in forms refuse cross-site posts themselves, with their own message; API keys, sent
+    by integrations rather than browsers, are exempt)."""
+    if (
+        request.method not in SAFE_METHODS
+        and "x-api-key" not in request.headers
+        and (sessions.SECURE_COOKIE in request.cookies or sessions.PLAIN_COOKIE in request.cookies)
+        and cross_site(request)
+    ):
+        raise PermissionDeniedException("cross-site request refused")
 
 
 def session_principal(

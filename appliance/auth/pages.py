@@ -242,7 +242,7 @@ def sign_in_from_form(
             request, db_session, state, data.email, data.password, data.totp_code or None
         )
     except (SignInRefused, TooManyRequests) as refused:
-        return page(
+        shown = page(
             request,
             template,
             None,
@@ -251,6 +251,9 @@ def sign_in_from_form(
             email=data.email,
             **context,
         )
+        if isinstance(refused, TooManyRequests):  # the lock-out says when to try again
+            shown.headers["Retry-After"] = str(refused.retry_after)
+        return shown
     response = see_other(then(result))
     response.set_cookie(session_cookie(state.settings, result.session.token))
     account = db_session.get(User, result.user.id)

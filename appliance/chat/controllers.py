@@ -29,7 +29,7 @@ from litestar.response.sse import ServerSentEventMessage
 from sqlmodel import Session, select
 
 from appliance.auth.guards import Principal, provide_principal
-from appliance.chat import alerts, service, voice
+from appliance.chat import alerts, inflight, service, voice
 from appliance.chat.llm import ChatModel, LlamaServiceClient
 from appliance.chat.schemas import ChatRequest, ChatResponse, VoiceQuestionPublic
 from appliance.clinic import access
@@ -86,9 +86,10 @@ class ChatController(Controller):
         hourly limit; 503 when the language model service is busy or down."""
         patient_id = own_patient_id(db_session, principal)
         context = chat_context(db_session, state, principal)
-        return service.answer(
-            context, patient_id, data.question, conversation_id=data.conversation_id
-        )
+        with inflight.one_question(patient_id):  # 429 while their last one is answered
+            return service.answer(
+                context, patient_id, data.question, conversation_id=data.conversation_id
+            )
 
     @post("/stream", status_code=200, sync_to_thread=True)
     def ask_stream(
@@ -106,7 +107,10 @@ class ChatController(Controller):
         started = time.perf_counter()
         patient_id = own_patient_id(db_session, principal)
         context = chat_context(db_session, state, principal)
-        events = service.respond(context, patient_id, data.question, data.conversation_id)
+        inflight.admit(patient_id)  # 429 while their last one is answered; released at the end
+        events = inflight.released_after(
+            patient_id, service.respond(context, patient_id, data.question, data.conversation_id)
+        )
         first = next(events)  # the checks run here, so they fail as plain HTTP errors
         if isinstance(first, service.Delta):  # words of an answer, not a refusal
             first_token(state, started)

@@ -32,7 +32,13 @@ from sqlmodel import Session, col, select
 
 from appliance.audit.service import Actor, AuditEntry, record
 from appliance.chat import grounding, safety
-from appliance.chat.llm import ChatMessage, ChatModel, GenerationOptions
+from appliance.chat.llm import (
+    ChatMessage,
+    ChatModel,
+    GenerationOptions,
+    ModelBusy,
+    ModelUnavailable,
+)
 from appliance.chat.models import ChatTurn, Conversation, CrisisAlert
 from appliance.chat.prompt import build_messages
 from appliance.chat.schemas import ChatResponse, CitationPublic
@@ -137,9 +143,13 @@ def respond(
     subject = _without(found.time_filter.phrase, question)  # what is asked, not when
     if not kept:
         messages = build_messages(question, hits, history)
-        for sentence in _verified(context.model, messages, hits, subject):
-            kept.append(sentence)
-            yield Delta(sentence.text + " ")
+        try:
+            for sentence in _verified(context.model, messages, hits, subject):
+                kept.append(sentence)
+                yield Delta(sentence.text + " ")
+        except (ModelUnavailable, ModelBusy):  # e.g. the LLM service died mid-answer
+            _audit_failure(context, patient_id, question, hits, conversation.id)
+            raise  # no assistant turn is stored: the words shown so far were no answer
     if not kept:  # the model's words failed the check: quote the passages themselves
         quoted = grounding.extractive_answer(
             subject,
@@ -376,6 +386,38 @@ def _refusal(
     return ChatResponse(
         answer=text, refused=True, reason=reason, citations=[], conversation_id=conversation.id
     )
+
+
+def _audit_failure(
+    context: ChatContext,
+    patient_id: uuid.UUID,
+    question: str,
+    hits: Sequence[Hit],
+    conversation_id: uuid.UUID,
+) -> None:
+    """The answer broke off (model service gone): audited as a failure, without asking the
+    unreachable service for its model id."""
+    context.session.rollback()
+    record(
+        context.session,
+        context.actor,
+        AuditEntry(
+            "chat.answer",
+            "failure",
+            "patient",
+            str(patient_id),
+            patient_id,
+            {
+                "question_sha256": hashlib.sha256(question.encode()).hexdigest(),
+                "retrieved": [str(hit.id) for hit in hits],
+                "cited": [],
+                "model": None,
+                "reason": "model_unavailable",
+                "conversation_id": str(conversation_id),
+            },
+        ),
+    )
+    context.session.commit()
 
 
 def _audit(

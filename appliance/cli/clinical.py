@@ -179,6 +179,9 @@ def ingest_command(
 
     settings = settings_for(data_dir)
     require_initialised(settings)
+    from appliance.recordings.partials import require_space
+
+    require_space(settings, file.stat().st_size)  # a full disk: one line, nothing stored
     with open_database(settings) as database:
         with database.session() as session:
             row = session.get(TherapySession, session_id)

@@ -9,6 +9,7 @@ or truncated away without the decryption failing.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import struct
@@ -60,6 +61,9 @@ class EncryptingWriter:
         self._aead, self._aad = AESGCM(dek), context.associated_data()
         self._tmp = temp_path_for(destination)
         self._out = self._tmp.open("xb")
+        # Held while the writer lives, released by the kernel when its process dies (even by
+        # SIGKILL): a start-up sweep removes only the temp files nobody holds (orphans).
+        fcntl.flock(self._out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.chmod(self._tmp, 0o600)
         self._out.write(self._header)
 
@@ -83,8 +87,12 @@ class EncryptingWriter:
         return self.size
 
     def abort(self) -> None:
-        self._out.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._out.close()  # flushes what is buffered: on a full disk that raises again
+        except OSError:
+            pass
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> EncryptingWriter:
         return self

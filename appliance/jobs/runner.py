@@ -115,7 +115,9 @@ def run_leased(
         with database.session() as session:
             jobs.complete(session, lease, stage.version)
             stage.save(session, context, output)
+            faults.point(lease.stage, "saved")
             session.commit()
+        faults.point(lease.stage, "committed")
         logger.info("job succeeded", extra=_log(lease))
         return "succeeded"
     except LeaseLost:

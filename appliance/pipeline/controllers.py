@@ -35,7 +35,10 @@ def read_transcript(
 ) -> TranscriptPublic | TranscriptPending:
     """A therapist of the patient only: transcripts are clinical notes' raw material."""
     principal.require(Role.therapist)
-    row = sessions.get_session(db_session, access.visible_patient_ids(principal), session_id)
+    visible = access.visible_patient_ids(principal)
+    row = sessions.get_session(
+        db_session, visible, session_id, principal.actor(), "transcript.read"
+    )
     found = transcripts.read(db_session, state.keystore, principal.actor(), row)
     db_session.commit()
     return found
@@ -95,7 +98,10 @@ class TranscriptController(Controller):
     ) -> dict[str, list[str]]:
         """Set a speaker's role; stages after `attribute` run again (not ASR or diarization)."""
         principal.require(Role.therapist)
-        row = sessions.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = sessions.get_session(
+            db_session, visible, session_id, principal.actor(), "speakers.relabel"
+        )
         requeued = transcripts.relabel(
             db_session, state.keystore, principal.actor(), row, data.speaker, data.role
         )

@@ -96,7 +96,10 @@ class TranscriptPages(PageController):
         state: State,
     ) -> Response[Any]:
         principal.require(UserRole.therapist)
-        row = sessions.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = sessions.get_session(
+            db_session, visible, session_id, principal.actor(), "speakers.relabel"
+        )
         transcripts.relabel(
             db_session, state.keystore, principal.actor(), row, data.speaker, data.role
         )

@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from appliance.auth.guards import EnrolmentRequired, Principal
 from appliance.auth.pages import LoginForm, sign_in_from_form, sign_out
+from appliance.chat import inflight
 from appliance.chat import service as chat
 from appliance.chat.controllers import chat_context, own_patient_id
 from appliance.clinic.models import Role
@@ -142,7 +143,8 @@ class PortalPages(PageController):
         context = chat_context(db_session, state, principal)
         try:
             conversation = uuid.UUID(data.conversation_id) if data.conversation_id else None
-            chat.answer(context, patient_id, data.question, conversation_id=conversation)
+            with inflight.one_question(patient_id):
+                chat.answer(context, patient_id, data.question, conversation_id=conversation)
         except (DomainError, ValueError) as refused:
             db_session.rollback()
             status = refused.status_code if isinstance(refused, DomainError) else 422

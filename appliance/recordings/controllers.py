@@ -19,6 +19,7 @@ from appliance.clinic import access
 from appliance.clinic.models import Role
 from appliance.errors import Invalid
 from appliance.recordings import ingest, service
+from appliance.recordings.partials import require_space
 from appliance.recordings.probe import TooLarge
 from appliance.recordings.schemas import (
     SessionCreate,
@@ -82,7 +83,8 @@ class SessionController(Controller):
         db_session: NamedDependency[Session],
     ) -> SessionPublic:
         principal.require(*access.CLINICAL_ROLES)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(db_session, visible, session_id, principal.actor())
         return SessionPublic.model_validate(row, from_attributes=True)
 
     @patch("/{session_id:uuid}", sync_to_thread=True)
@@ -94,7 +96,10 @@ class SessionController(Controller):
         db_session: NamedDependency[Session],
     ) -> SessionPublic:
         principal.require(*access.STAFF)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(
+            db_session, visible, session_id, principal.actor(), "session.update"
+        )
         updated = service.update_session(db_session, principal.actor(), row, data)
         db_session.commit()
         return updated
@@ -120,11 +125,20 @@ class SessionController(Controller):
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.recordings.max_upload_mb * 1024 * 1024:
             raise TooLarge(f"recordings are limited to {settings.recordings.max_upload_mb} MB")
+        if declared.isdigit():  # 507 at once when the declared body would not fit
+            await anyio.to_thread.run_sync(require_space, settings, int(declared))
         key = request.headers.get("idempotency-key")
         if key is not None and not 1 <= len(key) <= 128:
             raise Invalid("Idempotency-Key must be 1 to 128 characters")
         visible = access.visible_patient_ids(principal)
-        row = await anyio.to_thread.run_sync(service.get_session, db_session, visible, session_id)
+        row = await anyio.to_thread.run_sync(
+            service.get_session,
+            db_session,
+            visible,
+            session_id,
+            principal.actor(),
+            "recording.upload",
+        )
         prepared = await anyio.to_thread.run_sync(
             lambda: ingest.prepare(
                 db_session, settings, state.keystore, principal.actor(), row, filename, key
@@ -152,7 +166,10 @@ class SessionController(Controller):
     ) -> SessionProgress:
         """Each recording's pipeline stages with state, progress and the last error."""
         principal.require(*access.STAFF)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(
+            db_session, visible, session_id, principal.actor(), "session.status"
+        )
         return service.progress(db_session, row)
 
     @post("/{session_id:uuid}/release", sync_to_thread=True)
@@ -164,7 +181,10 @@ class SessionController(Controller):
     ) -> SessionPublic:
         """Let the patient ask about this session (a therapist of the patient only)."""
         principal.require(Role.therapist)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(
+            db_session, visible, session_id, principal.actor(), "session.release"
+        )
         released = service.release(db_session, principal.actor(), row)
         db_session.commit()
         return released

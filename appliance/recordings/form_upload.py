@@ -102,6 +102,8 @@ class FormUpload:
             self.db_session,
             access.visible_patient_ids(principal),
             self.session_id,
+            principal.actor(),
+            "recording.upload",
         )
         row = self.row
         prepared = await anyio.to_thread.run_sync(

@@ -24,6 +24,7 @@ from appliance.crypto.streams import DecryptingReader, EncryptingWriter, FileCon
 from appliance.jobs import service as jobs
 from appliance.pipeline.stages import pipeline
 from appliance.recordings.models import Recording, SessionStatus, TherapySession
+from appliance.recordings.partials import disk_full, require_space, storage_error
 from appliance.recordings.probe import EmptyUpload, TooLarge, probe
 from appliance.settings import Settings
 
@@ -62,7 +63,13 @@ class IncomingRecording:
         self.cipher = patient_cipher(store, patient_id)
         self.context = FileContext("recording", self.recording_id, patient_id)
         self.path = settings.files_dir / str(patient_id) / "recordings" / f"{self.recording_id}.rec"
-        self._writer = EncryptingWriter(self.cipher.dek, self.path, self.context)
+        require_space(settings)  # 507 before a byte is stored when the disk is nearly full
+        try:
+            self._writer = EncryptingWriter(self.cipher.dek, self.path, self.context)
+        except OSError as exc:
+            if disk_full(exc):
+                raise storage_error() from None
+            raise
         self._digest, self._head = hashlib.sha256(), b""
 
     def write(self, piece: bytes) -> None:
@@ -72,7 +79,13 @@ class IncomingRecording:
         if len(self._head) < HEAD_BYTES:
             self._head += piece[: HEAD_BYTES - len(self._head)]
         self._digest.update(piece)
-        self._writer.write(piece)
+        try:
+            self._writer.write(piece)
+        except OSError as exc:
+            self.abort()
+            if disk_full(exc):
+                raise storage_error() from None
+            raise
 
     def abort(self) -> None:
         self._writer.abort()
@@ -145,9 +158,11 @@ class IncomingRecording:
             if earlier is None:
                 raise
             return accepted(session, earlier, replayed=True)
-        except BaseException:
+        except BaseException as exc:
             self.abort()  # first: a dead database connection can make the rollback raise too
             session.rollback()
+            if disk_full(exc):  # 507 with a plain message, not a 500
+                raise storage_error() from None
             raise
         return accepted(session, row, replayed=False)
 

@@ -217,7 +217,8 @@ class SessionPages(PageController):
     ) -> Template:
         """Progress (the facts of GET /api/v1/sessions/{id}/status), upload, record, release."""
         principal.require(*access.STAFF)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(db_session, visible, session_id, principal.actor())
         return session_page(request, principal, db_session, row, done=done or "")
 
     @post("/sessions/{session_id:uuid}/recording", request_max_body_size=None)
@@ -254,7 +255,10 @@ class SessionPages(PageController):
     ) -> Response[Any]:
         """The button twin of `appliance sessions release` (a therapist of the patient)."""
         principal.require(Role.therapist)
-        row = service.get_session(db_session, access.visible_patient_ids(principal), session_id)
+        visible = access.visible_patient_ids(principal)
+        row = service.get_session(
+            db_session, visible, session_id, principal.actor(), "session.release"
+        )
         service.release(db_session, principal.actor(), row)
         db_session.commit()
         return see_other(f"/console/sessions/{session_id}?done=released")

@@ -51,8 +51,16 @@ def add_session(session: Session, actor: Actor, data: SessionCreate) -> SessionP
     return SessionPublic.model_validate(row, from_attributes=True)
 
 
-def get_session(session: Session, visible_patients: Any, session_id: uuid.UUID) -> TherapySession:
-    """The session if its patient is among `visible_patients` (a SQL selectable), else 404."""
+def get_session(
+    session: Session,
+    visible_patients: Any,
+    session_id: uuid.UUID,
+    actor: Actor | None = None,
+    action: str = "session.read",
+) -> TherapySession:
+    """The session if its patient is among `visible_patients` (a SQL selectable), else 404.
+    With `actor`, a refused lookup is audited as `action` denied (and committed, though the
+    request fails), exactly alike for someone else's session and for none."""
     row = session.exec(
         select(TherapySession).where(
             TherapySession.id == session_id,
@@ -60,6 +68,9 @@ def get_session(session: Session, visible_patients: Any, session_id: uuid.UUID) 
         )
     ).first()
     if row is None:
+        if actor is not None:
+            record(session, actor, AuditEntry(action, "denied", "session", str(session_id)))
+            session.commit()
         raise NotFound("no such session")
     return row
 

@@ -6,6 +6,7 @@ which finds the (PHI-free) log line.
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from http import HTTPStatus
@@ -115,7 +116,20 @@ def database_unavailable_handler(
     )
 
 
+def storage_full_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    """The disk ran out of space (ENOSPC, a quota) somewhere a write was not expected to fail:
+    507, which the client may retry once space is freed, instead of a 500 that reads as a bug.
+    Anything else from the operating system is still a 500."""
+    if not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return internal_error_handler(request, exc)
+    logger.warning("disk full", extra={"error": type(exc).__name__})
+    return problem_response(request, 507, "The disk is full; nothing was stored. Try again later.")
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    OSError: storage_full_handler,
     DBAPIError: database_unavailable_handler,
     DatabaseUnavailable: database_unavailable_handler,
     HTTPException: http_exception_handler,
