@@ -11,7 +11,7 @@ export PYANNOTE_METRICS_ENABLED := 0
 
 .DEFAULT_GOAL := help
 .PHONY: help demo install install-dev models init test check lint format typecheck pytest clean \
-	eval-retrieval eval-chat eval-reports bench-search bench-chat bench-report translations
+	eval-retrieval eval-chat eval-reports bench-search bench-chat bench-report translations soak
 
 # Interface translations: the catalog template and one .po per language (see README "Languages").
 LOCALES       := appliance/locales
@@ -71,6 +71,15 @@ bench-chat: install models ## Patient chat: first token and tokens/s vs raw llam
 
 bench-report: install models ## AI report of a 60-minute session: time vs raw llama.cpp map calls
 	$(BIN)/appliance bench report --minutes 60
+
+# The long forms of the CI suite's reliability and security checks (SECURITY.md, "Proof runs").
+# Each command exits 1 when its goal is missed, which stops the run there.
+soak: install-dev models ## Faults, 1,000 hostile uploads, 500 adversarial prompts, 50-patient load (~40 min)
+	$(BIN)/appliance soak worker-faults --rounds 20
+	$(BIN)/appliance soak web-faults --rounds 20
+	$(BIN)/appliance soak fuzz --count 1000 --seed 10
+	$(BIN)/appliance soak chat --prompts 500
+	$(BIN)/appliance soak load --users 50 --seconds 60 --repeat 3
 
 check: lint typecheck ## ruff check, ruff format --check, mypy
 

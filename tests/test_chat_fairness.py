@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from appliance.chat.llm import ChatMessage, GenerationOptions, LlamaServiceClient
 from appliance.chat.llm_service import create_llm_app
@@ -171,3 +173,20 @@ def test_one_patient_asking_five_times_at_once_gets_429s_and_cannot_push_another
     assert len(model.calls) == 4  # charlie's two, bob's one of five, bob's next one
     assert waited <= 2 * one + SLACK_SECONDS, waited  # behind bob's one answer, not five
     assert again.status_code == 200, again.text
+
+
+def test_a_stream_the_client_left_before_its_first_byte_still_gives_the_place_back() -> None:
+    import gc
+
+    from appliance.chat import inflight
+    from appliance.errors import TooManyRequests
+
+    patient = uuid.uuid4()
+    inflight.admit(patient)
+    with pytest.raises(TooManyRequests):
+        inflight.admit(patient)
+    never_started = inflight.released_after(patient, iter(["never sent"]))
+    del never_started
+    gc.collect()
+    inflight.admit(patient)  # the place came back with the dropped stream
+    inflight.release(patient)

@@ -66,12 +66,15 @@ class AuditEntry:
 def record(session: Session, actor: Actor, entry: AuditEntry) -> AuditEvent:
     """Append one entry in the caller's transaction (committed with it)."""
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK})
-    head = session.exec(
-        select(AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)
-    ).first()
-    event_id = session.execute(
-        text("SELECT nextval(pg_get_serial_sequence('audit_events', 'id'))")
-    ).scalar_one()
+    # One round trip for the head and the next id: the lock is held until commit, so every
+    # audited request waits behind it; this statement starts after the lock is taken and
+    # reads committed rows with a fresh snapshot (READ COMMITTED), so the head is current.
+    head, event_id = session.execute(
+        text(
+            "SELECT (SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1),"
+            " nextval(pg_get_serial_sequence('audit_events', 'id'))"
+        )
+    ).one()
     event = AuditEvent(
         id=event_id,
         ts=datetime.now(UTC),

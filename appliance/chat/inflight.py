@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -55,8 +56,15 @@ def one_question(patient_id: uuid.UUID) -> Iterator[None]:
 
 
 def released_after(patient_id: uuid.UUID, events: Iterator[T]) -> Iterator[T]:
-    """A streamed answer: the place is given back when the stream ends, fails or is dropped
-    (a closed or collected generator runs its `finally`)."""
+    """A streamed answer: the place is given back when the stream ends, fails or is dropped.
+    A started generator runs its `finally` when closed or collected; one never started (the
+    client left before the first byte) does not, so collection releases the place too."""
+    stream = _released_after(patient_id, events)
+    weakref.finalize(stream, release, patient_id)
+    return stream
+
+
+def _released_after(patient_id: uuid.UUID, events: Iterator[T]) -> Iterator[T]:
     try:
         yield from events
     finally:

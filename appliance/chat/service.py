@@ -13,14 +13,12 @@ In order, each step able to end the answer:
 6. The appliance keeps only the sentences the excerpts support, each with its citation; if none
    survives, the excerpts are quoted instead, or the answer is "I can't find that".
 Question and answer are sealed into the conversation; the audit row holds ids and hashes only.
+The text checks of steps 5 and 6 (which sentences stand) are `chat.vetting`.
 """
 
 from __future__ import annotations
 
-import calendar
-import difflib
 import hashlib
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,17 +29,13 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from appliance.audit.service import Actor, AuditEntry, record
-from appliance.chat import grounding, safety
-from appliance.chat.llm import (
-    ChatMessage,
-    ChatModel,
-    GenerationOptions,
-    ModelBusy,
-    ModelUnavailable,
-)
+from appliance.chat import grounding, safety, vetting
+from appliance.chat.llm import ChatMessage, ChatModel, ModelBusy, ModelUnavailable
 from appliance.chat.models import ChatTurn, Conversation, CrisisAlert
 from appliance.chat.prompt import build_messages
 from appliance.chat.schemas import ChatResponse, CitationPublic
+from appliance.chat.vetting import adds_to as adds_to  # re-exported: callers check here
+from appliance.chat.vetting import unknown_names as unknown_names
 from appliance.consent import service as consent
 from appliance.consent.models import Purpose
 from appliance.crypto.keystore import KeyStore
@@ -49,7 +43,6 @@ from appliance.crypto.service import patient_cipher
 from appliance.errors import Invalid, NotFound, TooManyRequests
 from appliance.jobs.service import now_utc
 from appliance.pipeline import documents
-from appliance.retrieval.lexical import tokens
 from appliance.retrieval.search import Hit, search
 from appliance.settings import Settings
 
@@ -140,11 +133,11 @@ def respond(
     kept = [grounding.quoted_fact(hit) for hit in hits if hit.kind == "fact"]
     for sentence in kept:
         yield Delta(sentence.text + " ")
-    subject = _without(found.time_filter.phrase, question)  # what is asked, not when
+    subject = vetting.without(found.time_filter.phrase, question)  # what is asked, not when
     if not kept:
         messages = build_messages(question, hits, history)
         try:
-            for sentence in _verified(context.model, messages, hits, subject):
+            for sentence in vetting.verified(context.model, messages, hits, subject):
                 kept.append(sentence)
                 yield Delta(sentence.text + " ")
         except (ModelUnavailable, ModelBusy):  # e.g. the LLM service died mid-answer
@@ -165,7 +158,7 @@ def respond(
     if not kept:
         yield _refusal(context, conversation, question, grounding.NOT_FOUND, "not_found", hits)
         return
-    citations = _citations(kept)
+    citations = vetting.citations(kept)
     text = " ".join(s.text for s in kept)
     _save_turn(context, conversation, "assistant", text, None, citations)
     _audit(context, patient_id, question, hits, kept, None, conversation.id)
@@ -182,104 +175,6 @@ def respond(
 def _asked_model(hits: Sequence[Hit]) -> bool:
     """Whether the answer went through the model: not when approved facts answered it."""
     return bool(hits) and not any(hit.kind == "fact" for hit in hits)
-
-
-def _verified(
-    model: ChatModel, messages: Sequence[ChatMessage], hits: Sequence[Hit], question: str
-) -> Iterator[grounding.GroundedSentence]:
-    """The model's sentences that the passages support, each as soon as it is complete."""
-    buffer = ""
-    seen: set[str] = set()
-    options = GenerationOptions(max_tokens=256, temperature=0.0)
-    stream = model.stream(messages, options)
-    try:
-        for piece in stream:
-            buffer += piece
-            sentences = grounding.split_sentences(buffer)
-            if len(sentences) < 2:
-                continue
-            done, buffer = sentences[:-1], sentences[-1]
-            for sentence in done:
-                yield from _supported(sentence, hits, seen, question)
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-    if buffer.strip():
-        yield from _supported(buffer, hits, seen, question)
-
-
-def _supported(
-    sentence: str, hits: Sequence[Hit], seen: set[str], question: str
-) -> Iterator[grounding.GroundedSentence]:
-    for kept in grounding.ground(sentence, hits).sentences:
-        if kept.text not in seen and adds_to(question, kept.text):
-            seen.add(kept.text)
-            yield kept
-
-
-_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+(?:'s)?")
-
-
-def unknown_names(question: str, hits: Sequence[Hit]) -> list[str]:
-    """Names the question asks about ("my dog Biscuit", "my trip to Japan") that no retrieved
-    passage mentions, even misspelled (transcripts spell names as they were heard). Search
-    always returns the nearest passages; when the question hinges on a name none of them
-    contains, it was not discussed, and any answer would be about something else."""
-    words = {w.lower() for hit in hits for w in re.findall(r"[A-Za-z]+", hit.text)}
-    missing = []
-    for found in _NAME.findall(question):
-        name = found.removesuffix("'s").lower()
-        if name in grounding.TIME_WORDS or name in _MONTHS or name in words:
-            continue
-        if not difflib.get_close_matches(name, words, n=1, cutoff=0.8):
-            missing.append(found)
-    return missing
-
-
-_MONTHS = frozenset(m.lower() for m in calendar.month_name if m)
-
-
-def adds_to(question: str, sentence: str) -> bool:
-    """Whether a sentence says something the question did not: "You agreed on some
-    homework." is true to the passages and cited, and still no answer to "What homework did
-    we agree on?". Words are compared by their first four letters (agree ~ agreed)."""
-    asked = {word[:4] for word in tokens(question)}
-    said = [w for w in tokens(sentence) if w not in grounding.TIME_WORDS and w not in _FILLER]
-    return len(said) >= 2 and any(word[:4] not in asked for word in said)
-
-
-_FILLER = frozenset(
-    {"yes", "yeah", "okay", "ok", "sure", "right", "well", "good", "fine", "thanks", "mm", "hmm"}
-)
-
-
-def _citations(kept: Sequence[grounding.GroundedSentence]) -> list[CitationPublic]:
-    unique: dict[tuple[Any, str], CitationPublic] = {}
-    for sentence in kept:
-        c = sentence.citation
-        unique.setdefault(
-            (c.passage_id, c.excerpt),
-            CitationPublic(
-                session_id=c.session_id,
-                session_date=c.session_date,
-                start=round(c.start, 2),
-                end=round(c.end, 2),
-                speaker=c.speaker,
-                excerpt=c.excerpt,
-            ),
-        )
-    return list(unique.values())
-
-
-def _without(phrase: str | None, question: str) -> str:
-    """The question without its time expression ("Two sessions ago, what did you ask me to
-    write?" -> "what did you ask me to write?"): the sessions were chosen from it already, and
-    its words ("two", "October") would otherwise count as the subject of the answer."""
-    if not phrase:
-        return question
-    rest = " ".join(question.replace(phrase, " ", 1).split()).strip(" ,;")
-    return rest or question
 
 
 def _retrieval_query(question: str, history: Sequence[ChatMessage]) -> str:

@@ -7,6 +7,9 @@ stalls after its first sentence so that it is always killed mid-answer. After ea
 driver counts what must stay zero: orphan files (temp or unreferenced), orphan rows, server
 errors other than 503/507, and half answers (an answer, or a stored reply, after the model
 died). The CI tests (tests/test_faults_web.py) call the same scenario functions once each.
+
+The scratch appliance the command runs on is `soak.scratch`; the LLM faults are
+`soak.web_faults_llm`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from appliance.soak.scratch import Site as Site  # re-exported: the LLM faults, the tests
+from appliance.soak.scratch import scratch_site
+
 if TYPE_CHECKING:
     import httpx
-
-    from appliance.settings import Settings
 
 ALLOWED_5XX = frozenset({503, 507})
 
@@ -66,19 +69,6 @@ class Tally:
             f"{self.orphan_rows}, 5xx other than 503/507 {self.server_errors}, half answers "
             f"{self.half_answers}, unaudited failures {self.unaudited}"
         )
-
-
-@dataclass(frozen=True)
-class Site:
-    """An initialised appliance with a consented therapy session (staff uploads to it) and a
-    patient whose released sessions answer `QUESTION`."""
-
-    settings: Settings
-    session_id: uuid.UUID
-    staff_email: str
-    patient_email: str
-    password: str
-    logs: Path
 
 
 def free_port() -> int:
@@ -334,72 +324,6 @@ def one_round(site: Site, tally: Tally, how: signal.Signals, *, mount: bool) -> 
             seen["disk"] = fill_disk(site, tally, base)
         seen["llm"] = kill_llm_mid_answer(site, tally, base, port, how)
     return seen
-
-
-@contextmanager
-def scratch_site(root: Path) -> Iterator[Site]:
-    """A throwaway appliance: its own embedded PostgreSQL, a therapist, a patient with a portal
-    account, a consented session to upload to and a released one to ask about, recorded
-    through the real stages with the test suite's scripted speech (so: run from a checkout)."""
-    from datetime import date
-
-    from appliance.audit.service import Actor
-    from appliance.clinic import service
-    from appliance.clinic.models import Role
-    from appliance.clinic.schemas import PatientCreate, UserCreate
-    from appliance.crypto.service import keystore_for
-    from appliance.db import make_engine, open_database
-    from appliance.dbroles import ensure_login_role
-    from appliance.instance import initialise
-    from appliance.pgserver import embedded_server, ensure_database, server_url
-    from appliance.settings import load_settings
-    from tests.conftest import consented_session
-    from tests.retrieval_fixtures import ALL, SLEEP, Clinic
-    from tests.speech_fakes import FakeSpeech
-
-    actor, password = Actor(role="cli", user_agent="appliance soak web-faults"), secrets_token()
-    with embedded_server(root / "pgdata") as server:
-        ensure_database(server, "appliance")
-        admin_url = server_url(server, "appliance")
-        engine = make_engine(admin_url)
-        ensure_login_role(engine, "appliance_app")
-        engine.dispose()
-        settings = load_settings(
-            data_dir=root / "var",
-            database={
-                "url": server_url(server, "appliance", "appliance_app"),
-                "admin_url": admin_url,
-            },
-        )
-        initialise(settings)
-        with open_database(settings) as database, database.session() as session:
-            store = keystore_for(settings)
-            staff = UserCreate(
-                email="alice@clinic.example", name="Alice", role=Role.therapist, password=password
-            )
-            alice = service.add_user(session, actor, staff)
-            bob = service.add_patient(
-                session, store, actor, PatientCreate(name="Bob", therapist_email=alice.email)
-            )
-            portal = UserCreate(
-                email="bob@portal.example", name="bob", role=Role.patient, password=password
-            )
-            service.add_user(session, actor, portal)
-            service.link_portal_user(session, actor, bob.id, portal.email)
-            session.commit()
-            clinic = Clinic(session, settings, store, database, FakeSpeech())
-            clinic.consent(bob, *ALL)
-            clinic.recorded(bob, alice, date(2026, 11, 12), SLEEP)
-            therapy = consented_session(session, bob.id, alice.id)
-        logs = root / "logs"
-        logs.mkdir()
-        yield Site(settings, therapy.id, staff.email, portal.email, password, logs)
-
-
-def secrets_token() -> str:
-    import secrets
-
-    return secrets.token_urlsafe(24)
 
 
 @click.command("web-faults")
