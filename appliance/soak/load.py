@@ -31,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ import click
 from appliance.settings import Settings
 
 LUA = Path(__file__).with_name("portal_load.lua")
+SETTLE_SECONDS = 5
 THINK_MS = (1000, 3000)
 PAGES = (
     "/portal",
@@ -313,6 +315,9 @@ def measure(
     run_wrk(base, plan, users, 3, None)  # warm-up: first-render caches, connection pools
     browsing, saturated = [], []
     for _ in range(repeat):
+        # A closed-loop run leaves up to a second of queued requests in the server when wrk
+        # stops; measured browsing must not start on top of that backlog.
+        time.sleep(SETTLE_SECONDS)
         browsing.append(run_wrk(base, plan, users, seconds, THINK_MS))
         if saturation_seconds:
             saturated.append(run_wrk(base, plan, users, saturation_seconds, None))
