@@ -147,6 +147,9 @@ def test_a_failure_mid_answer_ends_the_stream_with_an_error_line_and_logs_no_tex
     fake = FakeChatModel(reply="a b c d", fail_after=2, failure=RuntimeError("Bob said secret"))
     with TestClient(app=create_llm_app(llm_settings(tmp_path), fake)) as client:
         response = client.post("/v1/chat/stream", json=BODY)
+        # The generation thread hands the slot back through the event loop, just after the
+        # last line is sent: the line must be free again soon, not at the same instant.
+        wait_for(lambda: client.get("/health").json()["queue"]["running"] == 0)
         health = client.get("/health").json()
     lines = events(response.text)
     assert [line.get("delta") for line in lines[:2]] == ["a", " b"]
