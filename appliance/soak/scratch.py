@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
@@ -45,29 +45,14 @@ def scratch_site(root: Path) -> Iterator[Site]:
     from appliance.clinic.models import Role
     from appliance.clinic.schemas import PatientCreate, UserCreate
     from appliance.crypto.service import keystore_for
-    from appliance.db import make_engine, open_database
-    from appliance.dbroles import ensure_login_role
+    from appliance.db import open_database
     from appliance.instance import initialise
-    from appliance.pgserver import embedded_server, ensure_database, server_url
-    from appliance.settings import load_settings
     from tests.conftest import consented_session
     from tests.retrieval_fixtures import ALL, SLEEP, Clinic
     from tests.speech_fakes import FakeSpeech
 
     actor, password = Actor(role="cli", user_agent="appliance soak web-faults"), secrets_token()
-    with embedded_server(root / "pgdata") as server:
-        ensure_database(server, "appliance")
-        admin_url = server_url(server, "appliance")
-        engine = make_engine(admin_url)
-        ensure_login_role(engine, "appliance_app")
-        engine.dispose()
-        settings = load_settings(
-            data_dir=root / "var",
-            database={
-                "url": server_url(server, "appliance", "appliance_app"),
-                "admin_url": admin_url,
-            },
-        )
+    with own_database(root / "pgdata", root / "var") as (_, settings):
         initialise(settings)
         with open_database(settings) as database, database.session() as session:
             store = keystore_for(settings)
@@ -91,6 +76,27 @@ def scratch_site(root: Path) -> Iterator[Site]:
         logs = root / "logs"
         logs.mkdir()
         yield Site(settings, therapy.id, staff.email, portal.email, password, logs)
+
+
+@contextmanager
+def own_database(pgdata: Path, data_dir: Path, **more: Any) -> Iterator[tuple[Any, Settings]]:
+    """An embedded PostgreSQL of the soak's own (a scenario may stop it; the test suite's
+    shared server must never stop), with the appliance database and its login role, and the
+    settings of an appliance in `data_dir` on it (`more`: other settings, e.g. models_dir).
+    Not initialised: the caller runs `initialise` when it wants to."""
+    from appliance.db import make_engine
+    from appliance.dbroles import ensure_login_role
+    from appliance.pgserver import embedded_server, ensure_database, server_url
+    from appliance.settings import load_settings
+
+    with embedded_server(pgdata) as server:
+        ensure_database(server, "appliance")
+        admin_url = server_url(server, "appliance")
+        engine = make_engine(admin_url)
+        ensure_login_role(engine, "appliance_app")
+        engine.dispose()
+        database = {"url": server_url(server, "appliance", "appliance_app"), "admin_url": admin_url}
+        yield server, load_settings(data_dir=data_dir, database=database, **more)
 
 
 def secrets_token() -> str:

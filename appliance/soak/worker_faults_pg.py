@@ -27,28 +27,16 @@ def own_appliance(root: Path) -> Iterator[tuple[Any, Harness]]:
     from appliance.clinic import service
     from appliance.clinic.models import Role
     from appliance.clinic.schemas import PatientCreate, UserCreate
-    from appliance.db import make_engine, open_database
-    from appliance.dbroles import ensure_login_role
+    from appliance.db import open_database
     from appliance.instance import initialise
-    from appliance.pgserver import embedded_server, ensure_database, server_url
-    from appliance.settings import load_settings
+    from appliance.soak.scratch import own_database
 
     (root / "pg").mkdir(parents=True)
     (root / "logs").mkdir()
-    with embedded_server(root / "pg" / "pgdata") as server:
-        ensure_database(server, "appliance")
-        admin_url = server_url(server, "appliance")
-        engine = make_engine(admin_url)
-        ensure_login_role(engine, "appliance_app")
-        engine.dispose()
-        settings = load_settings(
-            data_dir=root / "var",
-            database={
-                "url": server_url(server, "appliance", "appliance_app"),
-                "admin_url": admin_url,
-            },
-            models_dir=REPO / "models",
-        )
+    with own_database(root / "pg" / "pgdata", root / "var", models_dir=REPO / "models") as (
+        server,
+        settings,
+    ):
         initialise(settings)
         actor = Actor(role="cli", user_agent="soak worker-faults")
         with open_database(settings) as database, database.session() as session:
